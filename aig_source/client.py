@@ -1,0 +1,222 @@
+"""HTTP client of the AI Gateway Logs API: auth, retries, error mapping and request counting."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence
+
+from dlt.common.configuration import resolve_configuration
+from dlt.common.configuration.specs import RuntimeConfiguration
+from dlt.sources.helpers.requests import Client
+from requests import RequestException, Response
+
+from .settings import ENV_PREFIX, LOGS_PATH
+
+logger = logging.getLogger(__name__)
+
+_SERVER_ERROR_STATUSES = tuple(range(500, 600))
+
+
+def config_hint(key: str, secret: bool = False) -> str:
+    """How a user sets one source setting, in both the environment and the TOML form."""
+    toml_file = ".dlt/secrets.toml" if secret else ".dlt/config.toml"
+    return f"{ENV_PREFIX}{key.upper()} (or {key} under [sources.aig_source] in {toml_file})"
+
+
+class AigSourceError(Exception):
+    """An error the pipeline reports as one line; the message never carries a secret."""
+
+
+class ApiAuthError(AigSourceError):
+    pass
+
+
+class ApiNotFoundError(AigSourceError):
+    pass
+
+
+class ApiRateLimitedError(AigSourceError):
+    pass
+
+
+class ApiUnavailableError(AigSourceError):
+    pass
+
+
+class ApiResponseError(AigSourceError):
+    pass
+
+
+@dataclass
+class LogsPage:
+    """One page of the list endpoint."""
+
+    rows: List[Dict[str, Any]]
+    total_count: Optional[int]
+
+
+def _json_body(response: Response) -> Optional[Any]:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _retry_after_seconds(response: Response) -> Optional[float]:
+    raw = response.headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        return None
+
+
+def _first_error(body: Any) -> Dict[str, Any]:
+    if isinstance(body, dict):
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            return errors[0]
+    return {}
+
+
+class LogsApiClient:
+    """Calls the Logs API of one gateway through dlt's retrying `requests` client.
+
+    Retries follow dlt's `[runtime]` settings (`request_max_attempts`, `request_backoff_factor`,
+    `request_max_retry_delay`, `request_timeout`): 5xx answers, dropped connections, timeouts and
+    truncated JSON bodies are retried with exponential backoff. A 429 is retried after its
+    `retry-after` only when that wait fits within `request_max_retry_delay`; Cloudflare blocks a
+    token for 300 s after its limit is hit, and a run should fail fast rather than hammer it.
+    """
+
+    def __init__(
+        self, api_base_url: str, account_id: str, gateway_id: str, api_token: str
+    ) -> None:
+        self.api_base_url = api_base_url.rstrip("/")
+        self.account_id = account_id
+        self.gateway_id = gateway_id
+        self.requests_made = 0
+        self._http = Client(
+            raise_for_status=False,
+            status_codes=_SERVER_ERROR_STATUSES,
+            retry_condition=[self._retry_rate_limited, self._retry_malformed],
+            session_attrs={
+                "headers": {
+                    "Authorization": f"Bearer {api_token}",
+                    "Accept": "application/json",
+                    "User-Agent": "aig-logs-dlt",
+                },
+                "hooks": {"response": [self._count_response]},
+            },
+        )
+        runtime = resolve_configuration(RuntimeConfiguration())
+        self._http.update_from_config(runtime)
+        self.max_retry_delay = float(runtime.request_max_retry_delay)
+        self.max_attempts = int(runtime.request_max_attempts)
+
+    @property
+    def logs_url(self) -> str:
+        path = LOGS_PATH.format(account_id=self.account_id, gateway_id=self.gateway_id)
+        return self.api_base_url + path
+
+    def _count_response(self, response: Response, *args: Any, **kwargs: Any) -> Response:
+        self.requests_made += 1
+        return response
+
+    def _retry_rate_limited(self, response: Optional[Response], exc: Optional[BaseException]) -> bool:
+        if response is None or response.status_code != 429:
+            return False
+        wait = _retry_after_seconds(response)
+        return wait is None or wait <= self.max_retry_delay
+
+    @staticmethod
+    def _retry_malformed(response: Optional[Response], exc: Optional[BaseException]) -> bool:
+        return response is not None and response.status_code == 200 and _json_body(response) is None
+
+    def list_logs(
+        self,
+        filters: Sequence[Dict[str, Any]],
+        per_page: int,
+        page: int = 1,
+        descending: bool = False,
+    ) -> LogsPage:
+        """One page of logs ordered by `created_at`.
+
+        `filters` go out as one JSON-encoded array in a single `filters` parameter: the form the
+        API honours. The SDKs' flattened `filters.key=` form is silently ignored by Cloudflare.
+        """
+        params: Dict[str, Any] = {
+            "per_page": per_page,
+            "page": page,
+            "order_by": "created_at",
+            "order_by_direction": "desc" if descending else "asc",
+        }
+        if filters:
+            params["filters"] = json.dumps(list(filters), separators=(",", ":"))
+        body = self._get(self.logs_url, params)
+        result = body.get("result")
+        if not isinstance(result, list):
+            raise ApiResponseError(
+                f"Unexpected Logs API response from {self.api_base_url}: 'result' is not a list"
+            )
+        info = body.get("result_info") or {}
+        total = info.get("total_count") if isinstance(info, dict) else None
+        return LogsPage(rows=result, total_count=total if isinstance(total, int) else None)
+
+    def _get(self, url: str, params: Dict[str, Any]) -> Dict[str, Any]:
+        try:
+            response = self._http.get(url, params=params)
+        except RequestException as exc:
+            raise ApiUnavailableError(
+                f"Cannot reach the Cloudflare API at {self.api_base_url} after"
+                f" {self.max_attempts} attempts ({type(exc).__name__}). Check the network and"
+                f" {config_hint('api_base_url')}."
+            ) from None
+        body = _json_body(response)
+        if response.status_code == 200 and isinstance(body, dict):
+            return body
+        raise self._error_for(response, body)
+
+    def _error_for(self, response: Response, body: Any) -> AigSourceError:
+        status = response.status_code
+        error = _first_error(body)
+        code = error.get("code")
+        message = error.get("message", "")
+        detail = f"HTTP {status}" + (f", code {code}: {message}" if code else "")
+        if status == 200:
+            return ApiResponseError(
+                f"The Cloudflare API at {self.api_base_url} kept answering with malformed JSON"
+                f" ({self.max_attempts} attempts)."
+            )
+        if status in (401, 403) or code in (9106, 10000):
+            return ApiAuthError(
+                f"Cloudflare rejected the API token ({detail}). Set {config_hint('api_token', True)}"
+                f" to a token with the 'AI Gateway Read' permission on account {self.account_id}."
+            )
+        if status == 404 and code == 7003:
+            return ApiNotFoundError(
+                f"Cloudflare account '{self.account_id}' was not found ({detail}). Check"
+                f" {config_hint('account_id')}."
+            )
+        if status == 404:
+            return ApiNotFoundError(
+                f"AI Gateway '{self.gateway_id}' was not found in account {self.account_id}"
+                f" ({detail}). Check {config_hint('gateway_id')}."
+            )
+        if status == 429:
+            wait = _retry_after_seconds(response)
+            wait_text = f"blocked for {wait:.0f} s" if wait is not None else "rate limited"
+            return ApiRateLimitedError(
+                f"Cloudflare rate limit hit ({detail}); the token is {wait_text}, longer than this"
+                f" run may wait ({self.max_retry_delay:.0f} s, RUNTIME__REQUEST_MAX_RETRY_DELAY)."
+                " Nothing was lost: the next run resumes from the same cursor."
+            )
+        if status >= 500:
+            return ApiUnavailableError(
+                f"The Cloudflare API kept failing ({detail}) after {self.max_attempts} attempts."
+                " Nothing was lost: the next run resumes from the same cursor."
+            )
+        return AigSourceError(f"The Cloudflare API refused the request ({detail}).")

@@ -1,0 +1,70 @@
+"""Run the Logs API emulator from the command line: `python -m aig_source.emulator --help`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import List, Optional
+
+from . import DEFAULT_ACCOUNT_ID, DEFAULT_GATEWAY_ID, DEFAULT_TOKEN, LogsApiEmulator, RateLimit
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m aig_source.emulator",
+        description="Serve an emulated Cloudflare AI Gateway Logs API on 127.0.0.1.",
+    )
+    parser.add_argument("--port", type=int, default=0, help="port (default: an ephemeral one)")
+    parser.add_argument("--account-id", default=DEFAULT_ACCOUNT_ID)
+    parser.add_argument("--gateway-id", default=DEFAULT_GATEWAY_ID)
+    parser.add_argument("--token", default=DEFAULT_TOKEN, help="the API token it accepts")
+    parser.add_argument("--logs", type=int, default=1000, help="synthetic logs to preload")
+    parser.add_argument("--hours", type=float, default=24.0, help="history they are spread over")
+    parser.add_argument("--live", type=float, default=1.0, help="new logs per second (0: none)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--capacity", type=int, default=None, help="log_management cap")
+    parser.add_argument(
+        "--strategy", choices=("DELETE_OLDEST", "STOP_INSERTING"), default="DELETE_OLDEST"
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=int,
+        default=1200,
+        help="requests per window per token before a block (0: no limit)",
+    )
+    parser.add_argument("--rate-window", type=float, default=300.0, help="window in seconds")
+    args = parser.parse_args(argv)
+
+    rate_limit = (
+        RateLimit(args.rate_limit, args.rate_window, args.rate_window) if args.rate_limit else None
+    )
+    emulator = LogsApiEmulator(
+        args.account_id,
+        args.gateway_id,
+        args.token,
+        seed=args.seed,
+        port=args.port,
+        capacity=args.capacity,
+        strategy=args.strategy,
+        rate_limit=rate_limit,
+    )
+    emulator.generate(args.logs, hours=args.hours)
+    with emulator:
+        if args.live > 0:
+            emulator.start_live_traffic(args.live, max_visibility_delay_ms=2000)
+        print(f"AI Gateway Logs API emulator on {emulator.base_url} (Ctrl-C to stop)")
+        print("Point the pipeline at it with:")
+        print(f"  export SOURCES__AIG_SOURCE__API_BASE_URL={emulator.base_url}")
+        print(f"  export SOURCES__AIG_SOURCE__ACCOUNT_ID={args.account_id}")
+        print(f"  export SOURCES__AIG_SOURCE__GATEWAY_ID={args.gateway_id}")
+        print("  export SOURCES__AIG_SOURCE__API_TOKEN=<the --token value>")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,100 @@
+"""Turns Logs API items into table rows whose declared columns never change type."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from typing import Any, Callable, Dict, Optional
+
+from .settings import BOOL_FIELDS, FLOAT_FIELDS, INTEGER_FIELDS, TEXT_FIELDS
+from .timestamps import from_ms, parse_ms
+
+logger = logging.getLogger(__name__)
+
+
+def _to_int(value: Any) -> Optional[int]:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        return int(float(value)) if value.strip() else None
+    raise ValueError(value)
+
+
+def _to_float(value: Any) -> Optional[float]:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        return float(value) if value.strip() else None
+    raise ValueError(value)
+
+
+def _to_bool(value: Any) -> Optional[bool]:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+        return value.lower() in ("true", "1")
+    raise ValueError(value)
+
+
+def _to_text(value: Any) -> Optional[str]:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+_COERCERS: Dict[str, Callable[[Any], Any]] = {
+    **{name: _to_int for name in INTEGER_FIELDS},
+    **{name: _to_float for name in FLOAT_FIELDS},
+    **{name: _to_bool for name in BOOL_FIELDS},
+    **{name: _to_text for name in TEXT_FIELDS},
+}
+
+
+def decode_metadata(raw: Any) -> Any:
+    """The `metadata` object exactly as sent: the API serves it as a JSON string, the Workers
+    binding as an object. Anything that is not an object or array is kept as text under
+    `metadata_raw` by the caller, so the JSON column never gets a variant."""
+    if raw is None or isinstance(raw, (dict, list)):
+        return raw
+    if isinstance(raw, str):
+        if not raw.strip():
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
+def to_row(item: Dict[str, Any], ingested_at: datetime) -> Dict[str, Any]:
+    """One table row from one API item.
+
+    Declared columns are coerced to their type; a value that cannot be coerced becomes null with
+    a warning instead of a variant column. Unknown fields pass through as new columns.
+    """
+    row: Dict[str, Any] = dict(item)
+    row["created_at"] = from_ms(parse_ms(item["created_at"]))
+    for name, coerce in _COERCERS.items():
+        value = row.get(name)
+        if value is None or name == "id":
+            continue
+        try:
+            row[name] = coerce(value)
+        except (TypeError, ValueError):
+            logger.warning("log %s: field %s=%r is not of its declared type", item.get("id"), name, value)
+            row[name] = None
+    metadata = decode_metadata(item.get("metadata"))
+    if metadata is None or isinstance(metadata, (dict, list)):
+        row["metadata"] = metadata
+    else:
+        row.pop("metadata", None)
+        row["metadata_raw"] = metadata if isinstance(metadata, str) else json.dumps(metadata)
+    row["ingested_at"] = ingested_at
+    return row

@@ -1,0 +1,71 @@
+"""Constants of the AI Gateway logs source."""
+
+from typing import Dict
+
+from dlt.common.schema.typing import TColumnSchema
+
+DEFAULT_API_BASE_URL = "https://api.cloudflare.com/client/v4"
+LOGS_PATH = "/accounts/{account_id}/ai-gateway/gateways/{gateway_id}/logs"
+
+MAX_PER_PAGE = 50
+"""The Logs API refuses `per_page` above 50 (400, code 7001)."""
+DEFAULT_PER_PAGE = MAX_PER_PAGE
+DEFAULT_FORWARD_MAX_PAGES = 20
+DEFAULT_LOOKBACK_SECONDS = 300
+FORWARD_INITIAL_WINDOW_SECONDS = 3600
+"""Without state, the forward resource starts this far before now; older logs are the backfill's."""
+
+TIE_RESCANS = 2
+"""Extra passes over one over-full millisecond when its pages disagree with `total_count`."""
+
+PIPELINE_NAME = "aig_logs"
+DATASET_NAME = "ai_gateway"
+TABLE_NAME = "aig_logs"
+SOURCE_SECTION = "aig_source"
+FORWARD_RESOURCE = "aig_logs"
+CURSOR_FIELD = "created_at"
+
+LOADER_FILE_FORMATS: Dict[str, str] = {"duckdb": "parquet", "bigquery": "jsonl"}
+"""parquet keeps DuckDB loads small and fast and stores `metadata` as exact JSON text; BigQuery
+cannot load JSON columns from parquet, so it gets jsonl."""
+DEFAULT_LOADER_FILE_FORMAT = "jsonl"
+
+LOG_COLUMNS: Dict[str, TColumnSchema] = {
+    "id": {"data_type": "text", "nullable": False, "description": "Log id (ULID, later UUIDv7)"},
+    "created_at": {
+        "data_type": "timestamp",
+        "timezone": True,
+        "nullable": False,
+        "description": "When the gateway received the request (UTC)",
+    },
+    "provider": {"data_type": "text", "description": "Upstream provider, e.g. openai"},
+    "model": {"data_type": "text", "description": "Model requested"},
+    "model_type": {"data_type": "text", "description": "Model type, e.g. chat or embeddings"},
+    "success": {"data_type": "bool", "description": "Whether the upstream call succeeded"},
+    "status_code": {"data_type": "bigint", "description": "Upstream HTTP status"},
+    "cached": {"data_type": "bool", "description": "Served from the gateway cache"},
+    "duration": {"data_type": "bigint", "description": "Request duration in milliseconds"},
+    "tokens_in": {"data_type": "bigint", "description": "Prompt tokens (null when unknown)"},
+    "tokens_out": {"data_type": "bigint", "description": "Completion tokens (null when unknown)"},
+    "cost": {"data_type": "double", "description": "Estimated cost in USD"},
+    "custom_cost": {"data_type": "bool", "description": "Cost set by cf-aig-custom-cost"},
+    "request_type": {"data_type": "text"},
+    "request_content_type": {"data_type": "text"},
+    "response_content_type": {"data_type": "text"},
+    "path": {"data_type": "text", "description": "Provider path"},
+    "step": {"data_type": "bigint", "description": "Attempt index in a fallback chain"},
+    "metadata": {"data_type": "json", "description": "cf-aig-metadata object, as sent"},
+    "ingested_at": {
+        "data_type": "timestamp",
+        "timezone": True,
+        "description": "When this pipeline read the row (UTC)",
+    },
+}
+
+INTEGER_FIELDS = tuple(name for name, c in LOG_COLUMNS.items() if c["data_type"] == "bigint")
+FLOAT_FIELDS = tuple(name for name, c in LOG_COLUMNS.items() if c["data_type"] == "double")
+BOOL_FIELDS = tuple(name for name, c in LOG_COLUMNS.items() if c["data_type"] == "bool")
+TEXT_FIELDS = tuple(name for name, c in LOG_COLUMNS.items() if c["data_type"] == "text")
+
+ENV_PREFIX = "SOURCES__AIG_SOURCE__"
+"""Environment names users script against (a contract; see README)."""

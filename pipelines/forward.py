@@ -1,0 +1,58 @@
+"""Load new Cloudflare AI Gateway logs into the warehouse (DuckDB by default, or BigQuery).
+
+Run it on a schedule; every run continues from the cursor kept in dlt state.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import List, Optional
+
+from aig_source.runner import describe_failure, fail, make_pipeline, run_forward
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="forward.py",
+        description=(
+            "Load new AI Gateway logs into table aig_logs (pipeline aig_logs, dataset"
+            " ai_gateway). Configure with SOURCES__AIG_SOURCE__* environment variables or"
+            " .dlt/config.toml and .dlt/secrets.toml; select BigQuery with DESTINATION_TYPE=bigquery."
+        ),
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="run against a local emulator of the Logs API with synthetic traffic, into"
+        " aig_logs_demo.duckdb, then show what landed (no Cloudflare account needed)",
+    )
+    parser.add_argument(
+        "--max-pages",
+        type=int,
+        default=None,
+        metavar="N",
+        help="request budget of this run (default: forward_max_pages, 20)",
+    )
+    args = parser.parse_args(argv)
+    if args.max_pages is not None and args.max_pages < 1:
+        parser.error("--max-pages must be at least 1")
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.demo:
+            from aig_source.demo import run_demo
+
+            run_demo(max_pages=args.max_pages)
+            return 0
+        summary = run_forward(make_pipeline(), max_pages=args.max_pages)
+    except Exception as error:  # noqa: BLE001 - every failure ends as one line and exit 1
+        return fail(describe_failure(error, demo_hint=not args.demo))
+    print(summary.line())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
