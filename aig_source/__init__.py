@@ -159,7 +159,7 @@ def aig_logs_forward(
             fetched += len(page)
             yield [to_row(item, ingested_at) for item in page]
         newest_ms = forward.newest_ms
-        if reader.cut:
+        if reader.cut or forward.window_unchecked:
             newest = client.list_logs([], per_page=1, descending=True).rows
             newest_ms = parse_ms(newest[0]["created_at"]) if newest else newest_ms
         state["last_run"] = {
@@ -167,7 +167,7 @@ def aig_logs_forward(
             "api_requests": client.requests_made,
             "logs_fetched": fetched,
             "logs_reread": forward.rows_reread,
-            "page_budget_reached": reader.cut,
+            "page_budget_reached": reader.cut or forward.window_unchecked,
             "gateway_newest": format_ms(newest_ms) if newest_ms is not None else None,
         }
 

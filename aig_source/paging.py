@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Set
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from .client import ApiResponseError, LogsApiClient, LogsPage
 from .settings import TIE_RESCANS
@@ -44,6 +44,9 @@ class LogReader:
     requests: int = 0
     cut: bool = False
     """True once the budget stopped a read before it reached its end."""
+    tie_cut: Optional[Tuple[int, int]] = None
+    """(millisecond, next page or -1 when read to its end) when the budget stopped a read in or
+    right after an over-full millisecond."""
 
     @property
     def budget_left(self) -> bool:
@@ -70,48 +73,72 @@ class LogReader:
             return None
         return self._fetch(start_ms, end_ms)
 
-    def read(self, start_ms: int, end_ms: Optional[int] = None) -> Iterator[Rows]:
+    def read(
+        self, start_ms: int, end_ms: Optional[int] = None, tie_page: int = 0
+    ) -> Iterator[Rows]:
         """Yields every row with `start_ms <= created_at < end_ms` once, oldest first.
 
-        Without `end_ms` it reads up to the newest visible log.
+        Without `end_ms` it reads up to the newest visible log. `tie_page` resumes an over-full
+        millisecond at `start_ms` from that page, where an earlier run's budget stopped; -1 means
+        that millisecond was read to its end, so reading continues right after it.
         """
         anchor = start_ms
         seen_at_anchor: Set[str] = set()
+        # Where to resume should the budget end right after an over-full millisecond: its next
+        # page, so that the next run does not read it all again.
+        after_tie: Optional[Tuple[int, int]] = None
+        if tie_page > 1:
+            yield from self._read_tie(anchor, seen_at_anchor, first_page=tie_page, verify=False)
+            if self.cut:
+                return
+        if tie_page > 1 or tie_page == -1:
+            after_tie = (anchor, -1)
+            anchor += 1
         while True:
             if not self.budget_left:
                 self.cut = True
+                self.tie_cut = after_tie
                 return
             page = self._fetch(anchor, end_ms)
+            after_tie = None
             fresh = [row for row in page.rows if row["id"] not in seen_at_anchor]
             if fresh:
                 yield fresh
             if len(page.rows) < self.per_page:
                 return
             last_ms = parse_ms(page.rows[-1]["created_at"])
-            if last_ms == anchor:
-                seen_at_anchor.update(row["id"] for row in page.rows)
-                yield from self._read_tie(anchor, seen_at_anchor)
+            if parse_ms(page.rows[0]["created_at"]) == last_ms:
+                # A whole page in one millisecond: it is page 1 of that millisecond, and keyset
+                # re-anchoring cannot get past it, so page by offset inside it.
+                seen = seen_at_anchor if last_ms == anchor else set()
+                seen.update(row["id"] for row in page.rows)
+                yield from self._read_tie(last_ms, seen, first_page=2)
                 if self.cut:
                     return
-                anchor, seen_at_anchor = anchor + 1, set()
+                after_tie = (last_ms, -1)
+                anchor, seen_at_anchor = last_ms + 1, set()
             else:
                 anchor = last_ms
                 seen_at_anchor = {
                     row["id"] for row in page.rows if parse_ms(row["created_at"]) == last_ms
                 }
 
-    def _read_tie(self, stamp_ms: int, seen: Set[str]) -> Iterator[Rows]:
-        """All rows of one millisecond holding more than a page, by offset within it.
+    def _read_tie(
+        self, stamp_ms: int, seen: Set[str], first_page: int, verify: bool = True
+    ) -> Iterator[Rows]:
+        """The rest of one millisecond holding more than a page, by offset within it.
 
-        Offsets are safe here because the range is a single millisecond; should the API's order
-        inside it not be stable, pages are re-read until `total_count` distinct ids were seen.
+        Offsets are safe here because the range is a single millisecond. Should the API's order
+        inside it not be stable, it is read again from page 1 until `total_count` distinct ids
+        were seen (`verify`; off when resuming a later run, which no longer knows the ids).
         """
-        for _attempt in range(1 + TIE_RESCANS):
-            page_number = 1
+        for attempt in range(1 + TIE_RESCANS):
+            page_number = first_page if attempt == 0 else 1
             total: Optional[int] = None
             while True:
                 if not self.budget_left:
                     self.cut = True
+                    self.tie_cut = (stamp_ms, page_number)
                     return
                 self.requests += 1
                 page = self.client.list_logs(
@@ -125,7 +152,7 @@ class LogReader:
                 if len(page.rows) < self.per_page:
                     break
                 page_number += 1
-            if total is None or len(seen) >= total:
+            if total is None or len(seen) >= total or not verify:
                 return
             logger.warning(
                 "%s holds %s logs but paging returned %s; reading it again",
@@ -137,103 +164,169 @@ class LogReader:
 
 @dataclass
 class ForwardRead:
-    """One forward run: verify the lookback window, re-read what changed, then read new logs.
+    """One forward run: check the lookback window, re-read what changed, then read new logs.
 
-    The lookback check is what keeps late rows from being lost without re-reading the whole
-    window every run. The resource state keeps, for each second of the window, how many logs were
-    loaded. One request per window compares that with the API's `total_count`; only sub-windows
-    whose counts differ are bisected and re-read. The merge on `id` absorbs every re-read row.
+    The check is what keeps late rows from being lost without re-reading the whole window every
+    run. The resource state keeps, for each second of the window before the cursor, how many logs
+    were loaded (the cursor's own second counts only the logs before the cursor). One request
+    compares that with the API's `total_count` for the window; only sub-windows whose counts
+    differ are bisected and re-read. The merge on `id` absorbs every re-read row.
+
+    New logs are read from the cursor itself, so a run stopped by its budget resumes exactly
+    where it stopped; an over-full millisecond cut part-way resumes at its next page.
     """
 
     reader: LogReader
     state: Dict[str, Any]
     lookback_seconds: int
     rows_reread: int = 0
-    rows_new_range: int = 0
+    window_unchecked: bool = False
+    """True when the budget ran out before the whole lookback window was reconciled."""
     newest_ms: Optional[int] = None
     _counts: Dict[int, int] = field(default_factory=dict)
+    _at_newest: int = 0
 
     def pages(self, cursor_ms: Optional[int], initial_ms: int) -> Iterator[Rows]:
         """Pages to load, given the cursor (None on the first run)."""
         self._counts = {int(k): int(v) for k, v in self.state.get("counts", {}).items()}
         complete_from: Optional[int] = self.state.get("complete_from_second")
-        if cursor_ms is None:
-            read_from_ms = initial_ms
+        tie = self.state.pop("tie", None)
+        tie_page = 0
+        if cursor_ms is None or complete_from is None:
+            cursor_ms, read_from_ms = None, initial_ms
             complete_from = _ceil_div(initial_ms, 1000)
             self._counts = {}
         else:
-            cursor_second = cursor_ms // 1000
-            read_from_ms = cursor_second * 1000
-            window_start = _ceil_div(cursor_ms - self.lookback_seconds * 1000, 1000)
-            if complete_from is None:
-                complete_from = window_start
-                yield from self._reread(window_start, cursor_second)
-            else:
-                yield from self._reconcile(max(window_start, complete_from), cursor_second)
-            if self.reader.cut:
-                self._save(cursor_ms, complete_from)
-                return
-        for second in [s for s in self._counts if s >= read_from_ms // 1000]:
+            read_from_ms = cursor_ms
+            window_start = max(
+                complete_from, _ceil_div(cursor_ms - self.lookback_seconds * 1000, 1000)
+            )
+            yield from self._check_window(window_start * 1000, cursor_ms)
+        for second in [s for s in self._counts if s > read_from_ms // 1000]:
             del self._counts[second]
-        newest = cursor_ms
-        for rows in self.reader.read(read_from_ms):
-            self._count(rows)
-            self.rows_new_range += len(rows)
-            newest = max([parse_ms(r["created_at"]) for r in rows] + ([newest] if newest else []))
+        self.newest_ms, self._at_newest = cursor_ms, 0
+        if cursor_ms is not None and tie and tie.get("at") == cursor_ms:
+            # resuming an over-full millisecond: the logs already read in it stay counted
+            tie_page, self._at_newest = int(tie["page"]), int(tie.get("rows", 0))
+            second = cursor_ms // 1000
+            self._counts[second] = self._counts.get(second, 0) + self._at_newest
+        for rows in self.reader.read(read_from_ms, tie_page=tie_page):
+            self._track_newest(rows)
             yield rows
-        self.newest_ms = newest
-        self._save(newest, complete_from)
+        if self.reader.tie_cut is not None:
+            stamp, page_number = self.reader.tie_cut
+            self.state["tie"] = {"at": stamp, "page": page_number, "rows": self._at_newest}
+        self._save(complete_from)
+
+    def _check_window(self, start_ms: int, end_ms: int) -> Iterator[Rows]:
+        """Reconciles the lookback window within half the budget, leaving the rest for new logs."""
+        reader = self.reader
+        reserved = reader.max_requests - reader.max_requests // 2
+        reader.max_requests -= reserved
+        try:
+            yield from self._reconcile(start_ms, end_ms)
+        finally:
+            reader.max_requests += reserved
+            self.window_unchecked = reader.cut
+            reader.cut, reader.tie_cut = False, None
+
+    def _track_newest(self, rows: Rows) -> None:
+        for row in rows:
+            stamp = parse_ms(row["created_at"])
+            second = stamp // 1000
+            self._counts[second] = self._counts.get(second, 0) + 1
+            if self.newest_ms is None or stamp > self.newest_ms:
+                self.newest_ms, self._at_newest = stamp, 1
+            elif stamp == self.newest_ms:
+                self._at_newest += 1
 
     def _count(self, rows: Rows) -> None:
         for row in rows:
             second = parse_ms(row["created_at"]) // 1000
             self._counts[second] = self._counts.get(second, 0) + 1
 
-    def _reconcile(self, start_second: int, end_second: int) -> Iterator[Rows]:
-        if start_second >= end_second:
+    def _ours(self, start_ms: int, end_ms: int) -> int:
+        return sum(self._counts.get(s, 0) for s in range(start_ms // 1000, _ceil_div(end_ms, 1000)))
+
+    def _difference(self, page: LogsPage, start_ms: int, end_ms: int) -> Optional[int]:
+        if page.total_count is None:
+            return None
+        return page.total_count - self._ours(start_ms, end_ms)
+
+    def _reconcile(self, start_ms: int, end_ms: int) -> Iterator[Rows]:
+        """Finds where the window's count differs from ours and re-reads only that tail.
+
+        Late rows land close to the cursor, so after one probe of the whole window, tails of 2, 4,
+        8... seconds are probed until one holds the whole difference; everything before it
+        matches. A steady run costs one request; a late row d seconds back about 2 + log2(d).
+        """
+        if start_ms >= end_ms:
             return
-        page = self.reader.probe(start_second * 1000, end_second * 1000)
+        page = self.reader.probe(start_ms, end_ms)
         if page is None:
             return
-        ours = sum(self._counts.get(s, 0) for s in range(start_second, end_second))
-        if page.total_count is not None and page.total_count == ours:
+        difference = self._difference(page, start_ms, end_ms)
+        if difference == 0:
             return
-        complete = page.total_count is not None and page.total_count <= len(page.rows)
-        if complete or page.total_count is None or page.total_count <= 2 * self.reader.per_page:
-            if complete:
-                self._forget(start_second, end_second)
-                self._count(page.rows)
-                self.rows_reread += len(page.rows)
-                if page.rows:
-                    yield page.rows
+        tail_seconds = 2
+        last_second = (end_ms - 1) // 1000
+        while difference is not None and (last_second - tail_seconds + 1) * 1000 > start_ms:
+            if page.total_count is not None and page.total_count <= len(page.rows):
+                break
+            tail_start = (last_second - tail_seconds + 1) * 1000
+            tail = self.reader.probe(tail_start, end_ms)
+            if tail is None:
                 return
-            yield from self._reread(start_second, end_second)
+            if self._difference(tail, tail_start, end_ms) == difference:
+                page, start_ms = tail, tail_start
+                break
+            tail_seconds *= 2
+        if page.total_count is not None and page.total_count <= len(page.rows):
+            # the probe already holds every row of the range
+            self._forget(start_ms, end_ms)
+            self._count(page.rows)
+            self.rows_reread += len(page.rows)
+            if page.rows:
+                yield page.rows
             return
-        if end_second - start_second == 1:
-            yield from self._reread(start_second, end_second)
-            return
-        middle = (start_second + end_second) // 2
-        yield from self._reconcile(start_second, middle)
-        yield from self._reconcile(middle, end_second)
+        yield from self._reread(start_ms, end_ms)
 
-    def _reread(self, start_second: int, end_second: int) -> Iterator[Rows]:
-        if start_second >= end_second:
-            return
-        self._forget(start_second, end_second)
-        for rows in self.reader.read(start_second * 1000, end_second * 1000):
-            self._count(rows)
+    def _reread(self, start_ms: int, end_ms: int) -> Iterator[Rows]:
+        """Reads a range again and replaces its counts with what it found.
+
+        When the budget cuts the read, only the seconds it fully covered are replaced, so the
+        next run's check starts from where this one stopped instead of from scratch.
+        """
+        found: Dict[int, int] = {}
+        for rows in self.reader.read(start_ms, end_ms):
+            for row in rows:
+                second = parse_ms(row["created_at"]) // 1000
+                found[second] = found.get(second, 0) + 1
             self.rows_reread += len(rows)
             yield rows
+        covered_end_ms = end_ms
+        if self.reader.cut:
+            covered_end_ms = max(found, default=start_ms // 1000) * 1000
+        self._forget(start_ms, covered_end_ms)
+        for second, count in found.items():
+            if second * 1000 < covered_end_ms:
+                self._counts[second] = self._counts.get(second, 0) + count
 
-    def _forget(self, start_second: int, end_second: int) -> None:
-        for second in range(start_second, end_second):
+    def _forget(self, start_ms: int, end_ms: int) -> None:
+        for second in range(start_ms // 1000, _ceil_div(end_ms, 1000)):
             self._counts.pop(second, None)
 
-    def _save(self, cursor_ms: Optional[int], complete_from: Optional[int]) -> None:
-        if cursor_ms is None:
+    def _save(self, complete_from: int) -> None:
+        if self.newest_ms is None:
             self.state["counts"] = {}
             self.state["complete_from_second"] = complete_from
             return
-        keep_from = _ceil_div(cursor_ms - self.lookback_seconds * 1000, 1000)
-        self.state["counts"] = {str(s): c for s, c in sorted(self._counts.items()) if s >= keep_from}
-        self.state["complete_from_second"] = max(complete_from or keep_from, keep_from)
+        # The cursor's second counts only the logs before the cursor: the next run reads the
+        # cursor's millisecond again and counts those itself.
+        cursor_second = self.newest_ms // 1000
+        self._counts[cursor_second] = self._counts.get(cursor_second, 0) - self._at_newest
+        keep_from = _ceil_div(self.newest_ms - self.lookback_seconds * 1000, 1000)
+        self.state["counts"] = {
+            str(s): c for s, c in sorted(self._counts.items()) if s >= keep_from and c
+        }
+        self.state["complete_from_second"] = max(complete_from, keep_from)

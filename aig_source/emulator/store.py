@@ -294,6 +294,11 @@ class LogStore:
         del self._keys[:overflow]
         self.evicted += overflow
 
+    def snapshot(self) -> List[StoredLog]:
+        """Every stored row, visible or not, oldest first."""
+        with self._lock:
+            return list(self._logs)
+
     def get(self, log_id: str) -> Optional[StoredLog]:
         with self._lock:
             log = self._by_id.get(log_id)

@@ -1,0 +1,132 @@
+"""Shared fixtures: an emulator per test, isolated pipeline folders and DuckDB files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+import dlt
+import duckdb
+import pytest
+
+from aig_source.emulator import (
+    DEFAULT_ACCOUNT_ID,
+    DEFAULT_GATEWAY_ID,
+    DEFAULT_TOKEN,
+    LogsApiEmulator,
+)
+from aig_source.runner import RunSummary, make_pipeline, run_forward
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+FORWARD_SCRIPT = PROJECT_ROOT / "pipelines" / "forward.py"
+
+
+@pytest.fixture(autouse=True)
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries stay real but quick; no test inherits a developer's Cloudflare settings."""
+    for name in list(os.environ):
+        if name.startswith(("SOURCES__", "DESTINATION", "RUNTIME__", "DLT_")):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "4")
+    monkeypatch.setenv("RUNTIME__REQUEST_BACKOFF_FACTOR", "0.05")
+    monkeypatch.setenv("RUNTIME__REQUEST_MAX_RETRY_DELAY", "3")
+    monkeypatch.setenv("RUNTIME__REQUEST_TIMEOUT", "5")
+
+
+@pytest.fixture
+def api() -> Iterator[LogsApiEmulator]:
+    with LogsApiEmulator(seed=11) as emulator:
+        yield emulator
+
+
+@dataclass
+class Workspace:
+    """One test's pipelines folder and DuckDB file."""
+
+    root: Path
+    api: LogsApiEmulator
+
+    @property
+    def database(self) -> Path:
+        return self.root / "aig_logs.duckdb"
+
+    def pipeline(self, pipelines_folder: str = "pipelines") -> dlt.Pipeline:
+        return make_pipeline(
+            destination=dlt.destinations.duckdb(str(self.database)),
+            pipelines_dir=str(self.root / pipelines_folder),
+        )
+
+    def source_args(self, **overrides: Any) -> Dict[str, Any]:
+        args: Dict[str, Any] = {
+            "api_base_url": self.api.base_url,
+            "account_id": DEFAULT_ACCOUNT_ID,
+            "gateway_id": DEFAULT_GATEWAY_ID,
+            "api_token": DEFAULT_TOKEN,
+        }
+        args.update(overrides)
+        return args
+
+    def run(
+        self, pipelines_folder: str = "pipelines", max_pages: Optional[int] = None, **overrides: Any
+    ) -> RunSummary:
+        return run_forward(
+            self.pipeline(pipelines_folder), max_pages=max_pages, **self.source_args(**overrides)
+        )
+
+    def run_until_caught_up(self, max_runs: int = 50, **kwargs: Any) -> List[RunSummary]:
+        summaries = []
+        for _ in range(max_runs):
+            summaries.append(self.run(**kwargs))
+            if not summaries[-1].page_budget_reached:
+                return summaries
+        raise AssertionError(f"not caught up after {max_runs} runs")
+
+    def query(self, sql: str) -> List[tuple]:
+        with duckdb.connect(str(self.database), read_only=True) as connection:
+            return connection.execute(sql).fetchall()
+
+    def ids(self) -> List[str]:
+        return [row[0] for row in self.query("SELECT id FROM ai_gateway.aig_logs")]
+
+    def env(self, **extra: str) -> Dict[str, str]:
+        """Environment of a pipeline script run in this workspace, configured by env vars."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION"))}
+        env.update(
+            {
+                "SOURCES__AIG_SOURCE__API_BASE_URL": self.api.base_url,
+                "SOURCES__AIG_SOURCE__ACCOUNT_ID": DEFAULT_ACCOUNT_ID,
+                "SOURCES__AIG_SOURCE__GATEWAY_ID": DEFAULT_GATEWAY_ID,
+                "SOURCES__AIG_SOURCE__API_TOKEN": DEFAULT_TOKEN,
+                "DLT_DATA_DIR": str(self.root / "dlt_data"),
+                "DESTINATION__DUCKDB__CREDENTIALS": str(self.database),
+            }
+        )
+        env.update(extra)
+        return env
+
+    def script(
+        self, *args: str, env: Optional[Dict[str, str]] = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
+        """Runs `pipelines/forward.py` from an empty folder (so no .dlt of the project applies)."""
+        return subprocess.run(
+            [sys.executable, str(FORWARD_SCRIPT), *args],
+            cwd=self.root,
+            env=self.env() if env is None else env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, api: LogsApiEmulator) -> Workspace:
+    return Workspace(tmp_path, api)
+
+
+def stored_ids(api: LogsApiEmulator) -> List[str]:
+    """Ids of every log the emulated gateway holds, visible or not."""
+    return [log.id for log in api.gateway().store.snapshot()]
