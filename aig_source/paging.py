@@ -188,8 +188,8 @@ class ForwardRead:
 
     def pages(self, cursor_ms: Optional[int], initial_ms: int) -> Iterator[Rows]:
         """Pages to load, given the cursor (None on the first run)."""
-        self._counts = {int(k): int(v) for k, v in self.state.get("counts", {}).items()}
-        complete_from: Optional[int] = self.state.get("complete_from_second")
+        complete_from: Optional[int] = self.state.get("counted_from_second")
+        self._counts = _decode_counts(complete_from, self.state.get("counts_per_second", ""))
         tie = self.state.pop("tie", None)
         tie_page = 0
         if cursor_ms is None or complete_from is None:
@@ -318,15 +318,28 @@ class ForwardRead:
 
     def _save(self, complete_from: int) -> None:
         if self.newest_ms is None:
-            self.state["counts"] = {}
-            self.state["complete_from_second"] = complete_from
+            self.state["counted_from_second"] = complete_from
+            self.state["counts_per_second"] = ""
             return
         # The cursor's second counts only the logs before the cursor: the next run reads the
         # cursor's millisecond again and counts those itself.
         cursor_second = self.newest_ms // 1000
         self._counts[cursor_second] = self._counts.get(cursor_second, 0) - self._at_newest
         keep_from = _ceil_div(self.newest_ms - self.lookback_seconds * 1000, 1000)
-        self.state["counts"] = {
-            str(s): c for s, c in sorted(self._counts.items()) if s >= keep_from and c
-        }
-        self.state["complete_from_second"] = max(complete_from, keep_from)
+        counted_from = max(complete_from, keep_from)
+        self.state["counted_from_second"] = counted_from
+        self.state["counts_per_second"] = " ".join(
+            str(self._counts.get(second, 0)) for second in range(counted_from, cursor_second + 1)
+        )
+
+
+def _decode_counts(first_second: Optional[int], encoded: str) -> Dict[int, int]:
+    """Per-second log counts, kept in state as one line of numbers from `first_second` on, so
+    that `dlt pipeline aig_logs info -v` stays readable."""
+    if first_second is None or not encoded:
+        return {}
+    return {
+        first_second + offset: int(count)
+        for offset, count in enumerate(encoded.split())
+        if int(count)
+    }

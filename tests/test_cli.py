@@ -1,0 +1,186 @@
+"""`pipelines/forward.py` as users run it: exit codes, one-line errors, kills, state and demo."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import FORWARD_SCRIPT, PROJECT_ROOT, Workspace, stored_ids
+
+DISTINCTIVE_TOKEN = "cfat-WRONG-7f3a9c1e5b2d4e6f8a0b1c2d3e4f5a6b"
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list:
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+def test_help(workspace: Workspace) -> None:
+    result = workspace.script("--help")
+    assert result.returncode == 0
+    assert "--demo" in result.stdout and "--max-pages" in result.stdout
+
+
+def test_run_prints_one_summary_line(workspace: Workspace) -> None:
+    workspace.api.generate(120, hours=0.5)
+
+    result = workspace.script()
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("aig_logs forward: 120 logs fetched (120 new")
+    assert "API requests" in lines[0] and "cursor" in lines[0] and "caught up" in lines[0]
+    assert sorted(workspace.ids()) == sorted(stored_ids(workspace.api))
+
+
+def test_wrong_token_fails_clearly_and_never_prints_it(workspace: Workspace) -> None:
+    workspace.api.generate(10, hours=0.5)
+
+    result = workspace.script(env=workspace.env(SOURCES__AIG_SOURCE__API_TOKEN=DISTINCTIVE_TOKEN))
+
+    assert result.returncode == 1
+    lines = error_lines(result)
+    assert len(lines) == 1, result.stderr
+    assert "rejected the API token" in lines[0] and "SOURCES__AIG_SOURCE__API_TOKEN" in lines[0]
+    assert DISTINCTIVE_TOKEN not in result.stdout + result.stderr
+    assert DISTINCTIVE_TOKEN[5:20] not in result.stdout + result.stderr
+
+
+def test_missing_config_names_the_keys_and_suggests_demo(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION"))}
+    env["DLT_DATA_DIR"] = str(tmp_path / "dlt_data")
+
+    result = subprocess.run(
+        [sys.executable, str(FORWARD_SCRIPT)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 1
+    lines = error_lines(result)
+    assert len(lines) == 1, result.stderr
+    for name in ("ACCOUNT_ID", "GATEWAY_ID", "API_TOKEN"):
+        assert f"SOURCES__AIG_SOURCE__{name}" in lines[0]
+    assert "[sources.aig_source]" in lines[0] and "--demo" in lines[0]
+
+
+def test_persistent_failure_exits_nonzero_and_the_next_run_has_no_gap(
+    workspace: Workspace,
+) -> None:
+    api = workspace.api
+    api.generate(200, hours=0.5)
+    assert workspace.script().returncode == 0
+    state_sql = "SELECT version, state FROM ai_gateway._dlt_pipeline_state ORDER BY version"
+    state_before = workspace.query(state_sql)
+    api.generate(120, start_ms=api.now_ms() - 20_000, end_ms=api.now_ms())
+    api.faults.outage_status = 503
+
+    failed = workspace.script()
+
+    assert failed.returncode == 1
+    lines = error_lines(failed)
+    assert len(lines) == 1 and "kept failing" in lines[0] and "503" in lines[0]
+    assert len(workspace.ids()) == 200
+    assert workspace.query(state_sql) == state_before, "cursor unchanged"
+
+    api.faults.outage_status = None
+    healed = workspace.script()
+
+    assert healed.returncode == 0, healed.stderr
+    ids = workspace.ids()
+    assert len(ids) == len(set(ids)) == 320
+    assert sorted(ids) == sorted(stored_ids(api))
+
+
+def test_killed_mid_run_then_rerun_is_complete_without_duplicates(workspace: Workspace) -> None:
+    api = workspace.api
+    api.generate(1500, hours=0.9)
+    api.faults.latency_seconds = 0.15
+    process = subprocess.Popen(
+        [sys.executable, str(FORWARD_SCRIPT), "--max-pages", "40"],
+        cwd=workspace.root,
+        env=workspace.env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while len(api.logs_requests()) < 8 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    api.faults.latency_seconds = 0
+
+    rerun = workspace.script("--max-pages", "60")
+
+    assert rerun.returncode == 0, rerun.stderr
+    ids = workspace.ids()
+    assert len(ids) == len(set(ids)) == 1500
+
+
+def test_dlt_pipeline_info_shows_the_forward_cursor(workspace: Workspace) -> None:
+    workspace.api.generate(60, hours=0.5)
+    assert workspace.script().returncode == 0
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dlt",
+            "pipeline",
+            "--pipelines-dir",
+            str(workspace.root / "dlt_data" / "pipelines"),
+            "aig_logs",
+            "info",
+            "-v",
+        ],
+        cwd=workspace.root,
+        env=workspace.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "aig_logs" in result.stdout
+    assert "created_at" in result.stdout and "last_value" in result.stdout
+
+
+@pytest.mark.parametrize("destination_type", ["duckdb"])
+def test_destination_type_selects_the_destination(
+    workspace: Workspace, destination_type: str
+) -> None:
+    workspace.api.generate(30, hours=0.5)
+
+    result = workspace.script(env=workspace.env(DESTINATION_TYPE=destination_type))
+
+    assert result.returncode == 0, result.stderr
+    assert len(workspace.ids()) == 30
+
+
+def test_demo_runs_without_cloudflare_config(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION"))}
+    env["DLT_DATA_DIR"] = str(tmp_path / "dlt_data")
+
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "pipelines" / "forward.py"), "--demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "caught up with the gateway's newest log" in result.stdout
+    assert "provider" in result.stdout and "cost_usd" in result.stdout
+    assert (tmp_path / "aig_logs_demo.duckdb").exists()
