@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List
 
 import dlt
 from dlt.common.typing import TSecretStrValue
@@ -33,7 +33,7 @@ from .settings import (
 )
 from .timestamps import format_ms, parse_ms
 
-__all__ = ["aig_source", "AigSourceError", "ConfigurationError"]
+__all__ = ["AigSourceError", "ConfigurationError", "aig_source"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +123,8 @@ def aig_logs_forward(
         Resource `aig_logs`, merged on `id`, with an incremental `created_at` cursor.
     """
 
+    initial_cursor = _initial_cursor()
+
     @dlt.resource(
         name=FORWARD_RESOURCE,
         table_name=TABLE_NAME,
@@ -133,7 +135,7 @@ def aig_logs_forward(
     def aig_logs(
         created_at: dlt.sources.incremental[datetime] = dlt.sources.incremental(
             CURSOR_FIELD,
-            initial_value=_initial_cursor(),
+            initial_value=initial_cursor,
             lag=float(lookback_seconds) or None,
             allow_external_schedulers=False,
         ),
@@ -149,7 +151,7 @@ def aig_logs_forward(
         """
         stored = created_at.get_state().get("last_value")
         cursor_ms = parse_ms(stored) if stored is not None else None
-        initial_ms = parse_ms(created_at.initial_value)
+        initial_ms = parse_ms(initial_cursor)
         state = dlt.current.resource_state()
         reader = LogReader(client, per_page, max_pages)
         forward = ForwardRead(reader, state.setdefault("lookback", {}), lookback_seconds)
@@ -167,6 +169,7 @@ def aig_logs_forward(
             "api_requests": client.requests_made,
             "logs_fetched": fetched,
             "logs_reread": forward.rows_reread,
+            "page_budget": max_pages,
             "page_budget_reached": reader.cut or forward.window_unchecked,
             "gateway_newest": format_ms(newest_ms) if newest_ms is not None else None,
         }

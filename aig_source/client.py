@@ -92,9 +92,7 @@ class LogsApiClient:
     token for 300 s after its limit is hit, and a run should fail fast rather than hammer it.
     """
 
-    def __init__(
-        self, api_base_url: str, account_id: str, gateway_id: str, api_token: str
-    ) -> None:
+    def __init__(self, api_base_url: str, account_id: str, gateway_id: str, api_token: str) -> None:
         self.api_base_url = api_base_url.rstrip("/")
         self.account_id = account_id
         self.gateway_id = gateway_id
@@ -126,7 +124,9 @@ class LogsApiClient:
         self.requests_made += 1
         return response
 
-    def _retry_rate_limited(self, response: Optional[Response], exc: Optional[BaseException]) -> bool:
+    def _retry_rate_limited(
+        self, response: Optional[Response], exc: Optional[BaseException]
+    ) -> bool:
         if response is None or response.status_code != 429:
             return False
         wait = _retry_after_seconds(response)
@@ -193,7 +193,8 @@ class LogsApiClient:
             )
         if status in (401, 403) or code in (9106, 10000):
             return ApiAuthError(
-                f"Cloudflare rejected the API token ({detail}). Set {config_hint('api_token', True)}"
+                f"Cloudflare rejected the API token ({detail}). Set"
+                f" {config_hint('api_token', secret=True)}"
                 f" to a token with the 'AI Gateway Read' permission on account {self.account_id}."
             )
         if status == 404 and code == 7003:

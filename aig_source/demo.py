@@ -45,7 +45,8 @@ def run_demo(
     """Runs forward until caught up (a few runs, as a schedule would), then prints a report."""
     summaries: List[RunSummary] = []
     with demo_emulator() as emulator:
-        print_line(f"demo: Logs API emulator on {emulator.base_url}, {len(emulator.gateway().store):,} logs")
+        held = len(emulator.gateway().store)
+        print_line(f"demo: Logs API emulator on {emulator.base_url}, {held:,} logs")
         pipeline = make_pipeline(
             DEMO_PIPELINE_NAME, dlt.destinations.duckdb(database), pipelines_dir=pipelines_dir
         )
@@ -64,14 +65,24 @@ def run_demo(
         print_line(f"demo: what landed in {database} (dataset ai_gateway, table aig_logs):")
         with pipeline.sql_client() as client:
             table = client.make_qualified_table_name("aig_logs")
-            cursor_rows = client.execute_sql(REPORT_SQL.format(table=table))
+            report_rows = client.execute_sql(REPORT_SQL.format(table=table)) or []
             totals = client.execute_sql(
-                f"SELECT COUNT(*), COUNT(DISTINCT id), MIN(created_at), MAX(created_at) FROM {table}"
+                "SELECT COUNT(*), COUNT(DISTINCT id), MIN(created_at), MAX(created_at)"
+                f" FROM {table}"
             )
-        headers = ["provider", "model", "requests", "tokens", "cost_usd", "avg_ms", "cache%", "error%"]
-        for line in format_table(headers, cursor_rows):
+        headers = [
+            "provider",
+            "model",
+            "requests",
+            "tokens",
+            "cost_usd",
+            "avg_ms",
+            "cache%",
+            "error%",
+        ]
+        for line in format_table(headers, report_rows):
             print_line(line)
-        count, distinct, oldest, newest = totals[0]
+        count, distinct, oldest, newest = (totals or [(0, 0, None, None)])[0]
         print_line(
             f"demo: {count:,} rows, {distinct:,} distinct ids, from {oldest} to {newest}."
             f" Explore it with: duckdb {database}"
@@ -82,4 +93,7 @@ def run_demo(
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> List[str]:
     cells = [list(headers)] + [["" if v is None else str(v) for v in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    return ["  ".join(value.ljust(width) for value, width in zip(row, widths)) for row in cells]
+    return [
+        "  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True))
+        for row in cells
+    ]

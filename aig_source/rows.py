@@ -88,7 +88,9 @@ def to_row(item: Dict[str, Any], ingested_at: datetime) -> Dict[str, Any]:
         try:
             row[name] = coerce(value)
         except (TypeError, ValueError):
-            logger.warning("log %s: field %s=%r is not of its declared type", item.get("id"), name, value)
+            logger.warning(
+                "log %s: field %s=%r is not of its declared type", item.get("id"), name, value
+            )
             row[name] = None
     metadata = decode_metadata(item.get("metadata"))
     if metadata is None or isinstance(metadata, (dict, list)):

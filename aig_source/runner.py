@@ -41,19 +41,12 @@ def make_pipeline(
     With no explicit destination, dlt's own `destination_type` setting chooses it
     (`DESTINATION_TYPE=bigquery`, or `destination_type` in `.dlt/config.toml`); DuckDB when unset.
     """
-    pipeline = dlt.pipeline(
-        pipeline_name=pipeline_name,
-        destination=destination,
-        dataset_name=DATASET_NAME,
-        pipelines_dir=pipelines_dir,
-    )
+    options: Dict[str, Any] = {"pipeline_name": pipeline_name, "dataset_name": DATASET_NAME}
+    if pipelines_dir is not None:
+        options["pipelines_dir"] = pipelines_dir
+    pipeline: dlt.Pipeline = dlt.pipeline(destination=destination, **options)
     if pipeline.destination is None:
-        pipeline = dlt.pipeline(
-            pipeline_name=pipeline_name,
-            destination="duckdb",
-            dataset_name=DATASET_NAME,
-            pipelines_dir=pipelines_dir,
-        )
+        pipeline = dlt.pipeline(destination="duckdb", **options)
     return pipeline
 
 
@@ -68,7 +61,9 @@ def count_rows(pipeline: dlt.Pipeline, table: str = TABLE_NAME) -> int:
         return 0
     try:
         with pipeline.sql_client() as client:
-            rows = client.execute_sql(f"SELECT COUNT(*) FROM {client.make_qualified_table_name(table)}")
+            rows = client.execute_sql(
+                f"SELECT COUNT(*) FROM {client.make_qualified_table_name(table)}"
+            )
     except Exception:  # the table is declared but not created yet
         return 0
     return int(rows[0][0]) if rows else 0
@@ -112,7 +107,7 @@ class RunSummary:
 
 
 def format_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
@@ -152,16 +147,9 @@ def run_forward(
         cursor=format_ms(parse_ms(cursor)) if cursor is not None else None,
         gateway_newest=last_run.get("gateway_newest"),
         page_budget_reached=bool(last_run.get("page_budget_reached")),
-        max_pages=int(source_args.get("forward_max_pages") or _configured_max_pages()),
+        max_pages=int(last_run.get("page_budget", 0)),
         load_info=info,
     )
-
-
-def _configured_max_pages() -> int:
-    from .settings import DEFAULT_FORWARD_MAX_PAGES
-
-    value = dlt.config.get("sources.aig_source.forward_max_pages")
-    return int(value) if value is not None else DEFAULT_FORWARD_MAX_PAGES
 
 
 def _causes(error: BaseException) -> Iterator[BaseException]:

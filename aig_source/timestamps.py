@@ -22,7 +22,7 @@ def parse_ms(value: Union[str, datetime]) -> int:
         moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return int(round(moment.timestamp() * 1000))
+    return round(moment.timestamp() * 1000)
 
 
 def from_ms(epoch_ms: int) -> datetime:

@@ -17,7 +17,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         description=(
             "Load new AI Gateway logs into table aig_logs (pipeline aig_logs, dataset"
             " ai_gateway). Configure with SOURCES__AIG_SOURCE__* environment variables or"
-            " .dlt/config.toml and .dlt/secrets.toml; select BigQuery with DESTINATION_TYPE=bigquery."
+            " .dlt/config.toml and .dlt/secrets.toml; select BigQuery with"
+            " DESTINATION_TYPE=bigquery."
         ),
     )
     parser.add_argument(
@@ -48,7 +49,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             run_demo(max_pages=args.max_pages)
             return 0
         summary = run_forward(make_pipeline(), max_pages=args.max_pages)
-    except Exception as error:  # noqa: BLE001 - every failure ends as one line and exit 1
+    except Exception as error:  # every failure ends as one line and exit code 1
         return fail(describe_failure(error, demo_hint=not args.demo))
     print(summary.line())
     return 0

@@ -94,7 +94,9 @@ class Workspace:
 
     def env(self, **extra: str) -> Dict[str, str]:
         """Environment of a pipeline script run in this workspace, configured by env vars."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION"))}
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION"))
+        }
         env.update(
             {
                 "SOURCES__AIG_SOURCE__API_BASE_URL": self.api.base_url,

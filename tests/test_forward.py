@@ -305,9 +305,12 @@ def test_new_api_fields_become_columns_and_declared_types_never_drift(
 
     workspace.run()
 
-    columns = {row[0] for row in workspace.query(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'aig_logs'"
-    )}
+    columns = {
+        row[0]
+        for row in workspace.query(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'aig_logs'"
+        )
+    }
     assert "dlp_action" in columns
     assert not [c for c in columns if "__v_" in c], "no variant columns"
     cost, tokens_in, dlp = workspace.query(
@@ -337,7 +340,13 @@ def test_filters_are_sent_as_one_json_array(workspace: Workspace) -> None:
     workspace.run()
 
     for served in api.logs_requests():
-        assert list(served.query) == ["per_page", "page", "order_by", "order_by_direction", "filters"]
+        assert list(served.query) == [
+            "per_page",
+            "page",
+            "order_by",
+            "order_by_direction",
+            "filters",
+        ]
         filters = json.loads(served.query["filters"][0])
         assert isinstance(filters, list) and filters[0]["key"] == "created_at"
         assert served.query["order_by_direction"] == ["asc"]

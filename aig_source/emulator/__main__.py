@@ -52,12 +52,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     with emulator:
         if args.live > 0:
             emulator.start_live_traffic(args.live, max_visibility_delay_ms=2000)
-        print(f"AI Gateway Logs API emulator on {emulator.base_url} (Ctrl-C to stop)")
+        print(f"AI Gateway Logs API emulator on {emulator.base_url} (Ctrl-C to stop)", flush=True)
         print("Point the pipeline at it with:")
         print(f"  export SOURCES__AIG_SOURCE__API_BASE_URL={emulator.base_url}")
         print(f"  export SOURCES__AIG_SOURCE__ACCOUNT_ID={args.account_id}")
         print(f"  export SOURCES__AIG_SOURCE__GATEWAY_ID={args.gateway_id}")
-        print("  export SOURCES__AIG_SOURCE__API_TOKEN=<the --token value>")
+        print("  export SOURCES__AIG_SOURCE__API_TOKEN=<the --token value>", flush=True)
         try:
             while True:
                 time.sleep(3600)

@@ -36,8 +36,14 @@ GATEWAY_ID_PATTERN = re.compile(r"^[a-z0-9_]+(?:-[a-z0-9_]+)*$")
 
 _ROUTES: Tuple[Tuple[str, re.Pattern[str]], ...] = (
     ("token_verify", re.compile(r"^/user/tokens/verify$")),
-    ("gateway", re.compile(r"^/accounts/(?P<account>[^/]+)/ai-gateway/gateways/(?P<gateway>[^/]+)$")),
-    ("logs", re.compile(r"^/accounts/(?P<account>[^/]+)/ai-gateway/gateways/(?P<gateway>[^/]+)/logs$")),
+    (
+        "gateway",
+        re.compile(r"^/accounts/(?P<account>[^/]+)/ai-gateway/gateways/(?P<gateway>[^/]+)$"),
+    ),
+    (
+        "logs",
+        re.compile(r"^/accounts/(?P<account>[^/]+)/ai-gateway/gateways/(?P<gateway>[^/]+)/logs$"),
+    ),
     (
         "log",
         re.compile(
@@ -217,7 +223,7 @@ class LogsApiEmulator:
 
     # --- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> "LogsApiEmulator":
+    def start(self) -> LogsApiEmulator:
         handler = _make_handler(self)
         self._server = ThreadingHTTPServer((self.host, self.port), handler)
         self._server.daemon_threads = True
@@ -238,7 +244,7 @@ class LogsApiEmulator:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "LogsApiEmulator":
+    def __enter__(self) -> LogsApiEmulator:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -324,9 +330,7 @@ class LogsApiEmulator:
         self.add_logs(logs, gateway_id)
         return logs
 
-    def start_live_traffic(
-        self, logs_per_second: float, max_visibility_delay_ms: int = 0
-    ) -> None:
+    def start_live_traffic(self, logs_per_second: float, max_visibility_delay_ms: int = 0) -> None:
         """Keeps adding rows created "now" at about `logs_per_second`, until stopped."""
         self._live_stop.clear()
 
@@ -334,7 +338,9 @@ class LogsApiEmulator:
             interval = 1.0 / logs_per_second
             while not self._live_stop.wait(interval):
                 now = self.now_ms()
-                delay = self._rng.randint(0, max_visibility_delay_ms) if max_visibility_delay_ms else 0
+                delay = (
+                    self._rng.randint(0, max_visibility_delay_ms) if max_visibility_delay_ms else 0
+                )
                 self.add_logs([self.make_log(now, now + delay)])
 
         self._live_thread = threading.Thread(target=produce, name="aig-live-traffic", daemon=True)
@@ -374,9 +380,7 @@ class LogsApiEmulator:
             status, encoded = error.status, json.dumps(error.body()).encode()
             extra_headers.update(error.headers)
         with self._lock:
-            self.requests.append(
-                ServedRequest(method, split.path, query, status, time.time())
-            )
+            self.requests.append(ServedRequest(method, split.path, query, status, time.time()))
         return status, extra_headers, encoded
 
     def _consume(self, counter: str) -> bool:
@@ -391,7 +395,11 @@ class LogsApiEmulator:
         authorization = headers.get("authorization")
         if not authorization and not headers.get("x-auth-key"):
             raise ApiError(400, 9106, "Missing X-Auth-Key, X-Auth-Email or Authorization headers")
-        token = authorization[7:].strip() if authorization and authorization.startswith("Bearer ") else ""
+        token = (
+            authorization[7:].strip()
+            if authorization and authorization.startswith("Bearer ")
+            else ""
+        )
         if token not in self.tokens:
             raise ApiError(403, 10000, "Authentication error")
         return token
@@ -555,8 +563,12 @@ class LogsApiEmulator:
         if not isinstance(changes, dict):
             raise ApiError(400, 7001, "Body must be an object")
         feedback = changes.get("feedback")
-        if feedback is not None and not (isinstance(feedback, (int, float)) and -1 <= feedback <= 1):
-            raise ApiError(400, 7001, "feedback must be between -1 and 1", path=["body", "feedback"])
+        if feedback is not None and not (
+            isinstance(feedback, (int, float)) and -1 <= feedback <= 1
+        ):
+            raise ApiError(
+                400, 7001, "feedback must be between -1 and 1", path=["body", "feedback"]
+            )
         score = changes.get("score")
         if score is not None and not (isinstance(score, (int, float)) and 0 <= score <= 100):
             raise ApiError(400, 7001, "score must be between 0 and 100", path=["body", "score"])
@@ -590,11 +602,17 @@ def _int_param(
     try:
         value = int(raw)
     except ValueError as exc:
-        raise ApiError(400, 7001, f"Expected number, received string for {name}", path=["query", name]) from exc
+        raise ApiError(
+            400, 7001, f"Expected number, received string for {name}", path=["query", name]
+        ) from exc
     if minimum is not None and value < minimum:
-        raise ApiError(400, 7001, f"Number must be greater than or equal to {minimum}", path=["query", name])
+        raise ApiError(
+            400, 7001, f"Number must be greater than or equal to {minimum}", path=["query", name]
+        )
     if maximum is not None and value > maximum:
-        raise ApiError(400, 7001, f"Number must be less than or equal to {maximum}", path=["query", name])
+        raise ApiError(
+            400, 7001, f"Number must be less than or equal to {maximum}", path=["query", name]
+        )
     return value
 
 
@@ -647,7 +665,7 @@ def _aggregates(rows: Sequence[StoredLog]) -> Dict[str, Any]:
     aggregates.update(span([r.fields.get("tokens_in") or 0 for r in rows], "tokens_in"))
     aggregates.update(span([r.fields.get("tokens_out") or 0 for r in rows], "tokens_out"))
     totals = [(r.fields.get("tokens_in") or 0) + (r.fields.get("tokens_out") or 0) for r in rows]
-    aggregates.update(span(totals, "total_tokens"))  # type: ignore[arg-type]
+    aggregates.update(span(totals, "total_tokens"))
     return aggregates
 
 
@@ -678,7 +696,7 @@ def _make_handler(emulator: LogsApiEmulator) -> type:
         do_PATCH = _serve
         do_POST = _serve
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
     return Handler

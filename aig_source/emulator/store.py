@@ -44,7 +44,8 @@ FILTER_KEYS = frozenset(
 )
 FILTER_OPERATORS = frozenset({"eq", "neq", "contains", "lt", "gt"})
 ORDER_BY_FIELDS = ("created_at", "provider", "model", "model_type", "success", "cached")
-DELETE_ORDER_BY_FIELDS = ORDER_BY_FIELDS + (
+DELETE_ORDER_BY_FIELDS = (
+    *ORDER_BY_FIELDS,
     "cost",
     "tokens_in",
     "tokens_out",

@@ -119,7 +119,10 @@ def synthetic_log(
     cost = 0.0
     if success and not cached:
         cost = round(
-            ((tokens_in or 0) * model.price_in_per_mtok + (tokens_out or 0) * model.price_out_per_mtok)
+            (
+                (tokens_in or 0) * model.price_in_per_mtok
+                + (tokens_out or 0) * model.price_out_per_mtok
+            )
             / 1_000_000,
             10,
         )
