@@ -7,6 +7,7 @@ It is a real HTTP server on 127.0.0.1 (ephemeral port by default) used by the te
 sliding-window rate limit and injected faults.
 """
 
+from ..timestamps import format_ms, parse_ms
 from .server import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_GATEWAY_ID,
@@ -17,7 +18,7 @@ from .server import (
     RateLimit,
     ServedRequest,
 )
-from .store import StoredLog, format_ms, parse_ms
+from .store import StoredLog
 from .traffic import TrafficProfile, generate_traffic, make_ulid, synthetic_log
 
 __all__ = [

@@ -641,9 +641,9 @@ def _filters_from_query(query: Dict[str, List[str]]) -> List[LogFilter]:
         raise ApiError(400, 7001, str(error), path=["query", "filters"]) from error
     try:
         if (start := _first(query, "start_date")) is not None:
-            filters.append(LogFilter("created_at", "gt", (format_ms(parse_ms(start) - 1),)))
+            filters.append(LogFilter("created_at", "gt", (parse_ms(start) - 1,)))
         if (end := _first(query, "end_date")) is not None:
-            filters.append(LogFilter("created_at", "lt", (format_ms(parse_ms(end) + 1),)))
+            filters.append(LogFilter("created_at", "lt", (parse_ms(end) + 1,)))
     except ValueError as exc:
         raise ApiError(400, 7001, "Invalid date-time", path=["query", "start_date"]) from exc
     for name in _DEPRECATED_EQ_PARAMS:
@@ -673,6 +673,9 @@ def _make_handler(emulator: LogsApiEmulator) -> type:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "aig-logs-emulator"
+        # headers and body go out in two writes; with Nagle on, keep-alive clients stall on
+        # delayed ACKs (about 40 ms a request)
+        disable_nagle_algorithm = True
 
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)

@@ -142,13 +142,16 @@ def _parse_filter_element(element: Any) -> LogFilter:
     if not isinstance(value, list):
         raise FilterError("filter value must be an array")
     if key == "created_at":
+        # kept as epoch ms, so that matching rows compares integers
+        stamps = []
         for entry in value:
             if not isinstance(entry, str):
                 raise FilterError("created_at filter values must be ISO 8601 strings")
             try:
-                parse_ms(entry)
+                stamps.append(parse_ms(entry))
             except ValueError as exc:
                 raise FilterError(f"invalid created_at value '{entry}'") from exc
+        return LogFilter(key=key, operator=operator, values=tuple(stamps))
     return LogFilter(key=key, operator=operator, values=tuple(value))
 
 
@@ -185,9 +188,7 @@ def _metadata_dict(log: StoredLog) -> Dict[str, Any]:
     return decoded if isinstance(decoded, dict) else {}
 
 
-def _compare(operator: str, actual: Any, expected: Any, key: str) -> bool:
-    if key == "created_at" and expected is not None:
-        expected = parse_ms(expected)
+def _compare(operator: str, actual: Any, expected: Any) -> bool:
     if operator == "eq":
         return bool(actual == expected)
     if operator == "neq":
@@ -210,13 +211,13 @@ def matches(log: StoredLog, filters: Iterable[LogFilter]) -> bool:
         actuals = _field_values(log, log_filter.key)
         if log_filter.operator == "neq":
             hit = all(
-                _compare("neq", actual, expected, log_filter.key)
+                _compare("neq", actual, expected)
                 for actual in actuals
                 for expected in log_filter.values
             )
         else:
             hit = any(
-                _compare(log_filter.operator, actual, expected, log_filter.key)
+                _compare(log_filter.operator, actual, expected)
                 for actual in actuals
                 for expected in log_filter.values
             )
@@ -232,7 +233,7 @@ def _created_at_bounds(filters: Sequence[LogFilter]) -> Tuple[Optional[int], Opt
     for log_filter in filters:
         if log_filter.key != "created_at" or len(log_filter.values) != 1:
             continue
-        value = parse_ms(log_filter.values[0])
+        value = int(log_filter.values[0])
         if log_filter.operator == "gt":
             lower = value if lower is None else max(lower, value)
         elif log_filter.operator == "lt":
@@ -319,10 +320,16 @@ class LogStore:
         with self._lock:
             start = 0 if lower is None else bisect.bisect_right(self._keys, (lower, "\uffff"))
             stop = len(self._logs) if upper is None else bisect.bisect_left(self._keys, (upper, ""))
+            # single-valued created_at gt/lt/eq are fully applied by the bisection above
+            rest = [
+                f
+                for f in filters
+                if not (f.key == "created_at" and len(f.values) == 1 and f.operator != "neq")
+            ]
             selected = [
                 log
                 for log in self._logs[start:stop]
-                if log.visible_at_ms <= now and matches(log, filters)
+                if log.visible_at_ms <= now and (not rest or matches(log, rest))
             ]
         if order_by != "created_at":
 
