@@ -7,7 +7,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, List, Optional
 
 import dlt
 import duckdb
@@ -37,10 +37,12 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNTIME__REQUEST_TIMEOUT", "5")
 
 
+pytest_plugins = ["aig_source.emulator.pytest_plugin"]
+
+
 @pytest.fixture
-def api() -> Iterator[LogsApiEmulator]:
-    with LogsApiEmulator(seed=11) as emulator:
-        yield emulator
+def api(logs_api: LogsApiEmulator) -> LogsApiEmulator:
+    return logs_api
 
 
 @dataclass
