@@ -8,7 +8,6 @@ without drift (see `paging.py`). A faithful emulator of the API lives in `aig_so
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Iterator, List
 
@@ -29,13 +28,12 @@ from .settings import (
     FORWARD_RESOURCE,
     LOG_COLUMNS,
     MAX_PER_PAGE,
+    SOURCE_SECTION,
     TABLE_NAME,
 )
 from .timestamps import format_ms, parse_ms
 
 __all__ = ["AigSourceError", "ConfigurationError", "aig_source"]
-
-logger = logging.getLogger(__name__)
 
 
 class ConfigurationError(AigSourceError):
@@ -71,7 +69,7 @@ def _validate(
         )
 
 
-@dlt.source(name="aig_source", max_table_nesting=0)
+@dlt.source(name=SOURCE_SECTION, max_table_nesting=0)
 def aig_source(
     account_id: str = dlt.config.value,
     gateway_id: str = dlt.config.value,

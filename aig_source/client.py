@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -13,8 +12,6 @@ from dlt.sources.helpers.requests import Client
 from requests import RequestException, Response
 
 from .settings import ENV_PREFIX, LOGS_PATH
-
-logger = logging.getLogger(__name__)
 
 _SERVER_ERROR_STATUSES = tuple(range(500, 600))
 

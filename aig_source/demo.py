@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence
 
 import dlt
@@ -31,8 +32,9 @@ ORDER BY cost_usd DESC
 def demo_emulator(seed: int = 7) -> LogsApiEmulator:
     """An emulator holding an hour of realistic traffic, with late rows and a burst of ties."""
     emulator = LogsApiEmulator(seed=seed)
-    emulator.generate(DEMO_HISTORY_LOGS, hours=0.95, max_visibility_delay_ms=1500)
-    emulator.generate(120, hours=0.01, tie_group_size=60)
+    settled = emulator.now_ms() - 2000  # all visible by the time the demo reads them
+    emulator.generate(DEMO_HISTORY_LOGS, hours=0.95, end_ms=settled, max_visibility_delay_ms=1500)
+    emulator.generate(120, hours=0.01, end_ms=settled, tie_group_size=60)
     return emulator
 
 
@@ -47,9 +49,11 @@ def run_demo(
     with demo_emulator() as emulator:
         held = len(emulator.gateway().store)
         print_line(f"demo: Logs API emulator on {emulator.base_url}, {held:,} logs")
+        # every demo starts from scratch: its emulator's history is new each time
+        Path(database).unlink(missing_ok=True)
         pipeline = make_pipeline(
             DEMO_PIPELINE_NAME, dlt.destinations.duckdb(database), pipelines_dir=pipelines_dir
-        )
+        ).drop()
         source_args: dict[str, Any] = {
             "api_base_url": emulator.base_url,
             "account_id": DEFAULT_ACCOUNT_ID,

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Dict, Iterator, List, Optional
 
 import dlt
@@ -22,11 +20,10 @@ from .settings import (
     FORWARD_RESOURCE,
     LOADER_FILE_FORMATS,
     PIPELINE_NAME,
+    SOURCE_SECTION,
     TABLE_NAME,
 )
 from .timestamps import format_ms, parse_ms
-
-logger = logging.getLogger(__name__)
 
 _SECRET_FIELDS = {"api_token"}
 
@@ -122,7 +119,7 @@ def format_duration(seconds: float) -> str:
 
 def forward_state(pipeline: dlt.Pipeline) -> Dict[str, Any]:
     sources = pipeline.state.get("sources", {})
-    resource = sources.get("aig_source", {}).get("resources", {}).get(FORWARD_RESOURCE, {})
+    resource = sources.get(SOURCE_SECTION, {}).get("resources", {}).get(FORWARD_RESOURCE, {})
     return dict(resource)
 
 
@@ -190,7 +187,3 @@ def missing_config_message(fields: List[str], demo_hint: bool = True) -> str:
 def fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 1
-
-
-def now_iso() -> str:
-    return format_ms(int(datetime.now(timezone.utc).timestamp() * 1000))

@@ -95,12 +95,17 @@ def test_new_logs_after_a_first_run_are_loaded(workspace: Workspace) -> None:
     assert len(workspace.ids()) == 350
 
 
+def add_tie(api: LogsApiEmulator, tied: int, around: int) -> None:
+    """`tied` logs on one millisecond ten minutes ago, `around` more in the minute on each side."""
+    stamp = api.now_ms() - 600_000
+    api.generate(around, start_ms=stamp - 60_000, end_ms=stamp)
+    api.add_logs([api.make_log(stamp) for _ in range(tied)])
+    api.generate(around, start_ms=stamp + 1, end_ms=stamp + 60_000)
+
+
 def test_more_than_a_page_of_logs_on_one_millisecond(workspace: Workspace) -> None:
     api = workspace.api
-    stamp = api.now_ms() - 600_000
-    api.generate(40, start_ms=stamp - 60_000, end_ms=stamp)
-    api.add_logs([api.make_log(stamp) for _ in range(135)])
-    api.generate(40, start_ms=stamp + 1, end_ms=stamp + 60_000)
+    add_tie(api, tied=135, around=40)
 
     workspace.run(per_page=50)
 
@@ -110,11 +115,7 @@ def test_more_than_a_page_of_logs_on_one_millisecond(workspace: Workspace) -> No
 
 
 def test_page_budget_cuts_inside_a_tie_and_the_next_runs_resume(workspace: Workspace) -> None:
-    api = workspace.api
-    stamp = api.now_ms() - 600_000
-    api.generate(30, start_ms=stamp - 60_000, end_ms=stamp)
-    api.add_logs([api.make_log(stamp) for _ in range(45)])
-    api.generate(30, start_ms=stamp + 1, end_ms=stamp + 60_000)
+    add_tie(workspace.api, tied=45, around=30)
 
     summaries = workspace.run_until_caught_up(max_pages=2, per_page=10)
 
