@@ -8,22 +8,29 @@ without drift (see `paging.py`). A faithful emulator of the API lives in `aig_so
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import dlt
 from dlt.common.typing import TSecretStrValue
 from dlt.sources import DltResource
 
+from .backfill import BackfillWalk
 from .client import AigSourceError, LogsApiClient, config_hint
 from .paging import ForwardRead, LogReader
+from .ratelimit import shared_pacer
 from .rows import to_row
 from .settings import (
+    BACKFILL_RESOURCE,
     CURSOR_FIELD,
     DEFAULT_API_BASE_URL,
+    DEFAULT_BACKFILL_MAX_PAGES,
     DEFAULT_FORWARD_MAX_PAGES,
     DEFAULT_LOOKBACK_SECONDS,
     DEFAULT_PER_PAGE,
+    DEFAULT_RATE_LIMIT_REQUESTS,
+    DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
     FORWARD_INITIAL_WINDOW_SECONDS,
     FORWARD_RESOURCE,
     LOG_COLUMNS,
@@ -40,33 +47,25 @@ class ConfigurationError(AigSourceError):
     """A source setting has an invalid value."""
 
 
-def _validate(
-    gateway_id: str, api_base_url: str, per_page: int, forward_max_pages: int, lookback_seconds: int
-) -> None:
-    if not 1 <= per_page <= MAX_PER_PAGE:
-        raise ConfigurationError(
-            f"per_page must be between 1 and {MAX_PER_PAGE}, got {per_page}: fix"
-            f" {config_hint('per_page')}."
-        )
-    if forward_max_pages < 1:
-        raise ConfigurationError(
-            f"forward_max_pages must be at least 1, got {forward_max_pages}: fix"
-            f" {config_hint('forward_max_pages')}."
-        )
-    if lookback_seconds < 0:
-        raise ConfigurationError(
-            f"lookback_seconds must be 0 or more, got {lookback_seconds}: fix"
-            f" {config_hint('lookback_seconds')}."
-        )
-    if not api_base_url.startswith(("http://", "https://")):
-        raise ConfigurationError(
-            f"api_base_url must be an http(s) URL, got '{api_base_url}': fix"
-            f" {config_hint('api_base_url')}."
-        )
-    if not gateway_id or len(gateway_id) > 64:
-        raise ConfigurationError(
-            f"gateway_id must be 1 to 64 characters: fix {config_hint('gateway_id')}."
-        )
+def _validate(**settings: Any) -> None:
+    """One-line errors naming the setting to fix, before any request is made."""
+    rules = {
+        "per_page": (lambda v: 1 <= v <= MAX_PER_PAGE, f"must be between 1 and {MAX_PER_PAGE}"),
+        "forward_max_pages": (lambda v: v >= 1, "must be at least 1"),
+        "backfill_max_pages": (lambda v: v >= 1, "must be at least 1"),
+        "lookback_seconds": (lambda v: v >= 0, "must be 0 or more"),
+        "rate_limit_requests": (lambda v: v >= 1, "must be at least 1"),
+        "rate_limit_window_seconds": (lambda v: v > 0, "must be more than 0"),
+        "api_base_url": (
+            lambda v: str(v).startswith(("http://", "https://")),
+            "must be an http(s) URL",
+        ),
+        "gateway_id": (lambda v: 0 < len(v) <= 64, "must be 1 to 64 characters"),
+    }
+    for key, value in settings.items():
+        valid, requirement = rules[key]
+        if not valid(value):
+            raise ConfigurationError(f"{key} {requirement}, got {value!r}: fix {config_hint(key)}.")
 
 
 @dlt.source(name=SOURCE_SECTION, max_table_nesting=0)
@@ -78,7 +77,12 @@ def aig_source(
     per_page: int = DEFAULT_PER_PAGE,
     forward_max_pages: int = DEFAULT_FORWARD_MAX_PAGES,
     lookback_seconds: int = DEFAULT_LOOKBACK_SECONDS,
-) -> DltResource:
+    backfill_max_pages: int = DEFAULT_BACKFILL_MAX_PAGES,
+    backfill_since: Optional[str] = None,
+    backfill_max_seconds: Optional[float] = None,
+    rate_limit_requests: int = DEFAULT_RATE_LIMIT_REQUESTS,
+    rate_limit_window_seconds: float = DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
+) -> Sequence[DltResource]:
     """Cloudflare AI Gateway logs of one gateway.
 
     Args:
@@ -91,19 +95,63 @@ def aig_source(
             cleanly and the next run continues from its cursor.
         lookback_seconds: Window before the cursor re-checked every run for logs that became
             visible late; any it finds are loaded and merged on `id`.
+        backfill_max_pages: Request budget of one backfill run.
+        backfill_since: ISO date or timestamp the backfill goes no further back than.
+        backfill_max_seconds: Time budget of one backfill run; it stops cleanly when spent.
+        rate_limit_requests: Requests this process may make per rate-limit window, shared by
+            every request (Cloudflare allows 1,200 per 300 s per token, and blocks the token for
+            300 s beyond that; the default leaves room for the dashboard and other jobs).
+        rate_limit_window_seconds: The rate-limit window.
 
     Returns:
-        The forward resource, loading table `aig_logs`.
+        The forward resource `aig_logs` and the backfill resource `aig_logs_backfill` (not
+        selected by default), both loading table `aig_logs`, merged on `id`.
     """
-    _validate(gateway_id, api_base_url, per_page, forward_max_pages, lookback_seconds)
-    client = LogsApiClient(api_base_url, account_id, gateway_id, api_token)
-    return aig_logs_forward(client, per_page, forward_max_pages, lookback_seconds)
+    _validate(
+        gateway_id=gateway_id,
+        api_base_url=api_base_url,
+        per_page=per_page,
+        forward_max_pages=forward_max_pages,
+        backfill_max_pages=backfill_max_pages,
+        lookback_seconds=lookback_seconds,
+        rate_limit_requests=rate_limit_requests,
+        rate_limit_window_seconds=rate_limit_window_seconds,
+    )
+    since_ms = _parse_since(backfill_since)
+    pacer = shared_pacer(rate_limit_requests, rate_limit_window_seconds)
+    client = LogsApiClient(api_base_url, account_id, gateway_id, api_token, pacer)
+    forward = aig_logs_forward(client, per_page, forward_max_pages, lookback_seconds)
+    backfill = aig_logs_history(
+        client, per_page, backfill_max_pages, since_ms, backfill_max_seconds
+    )
+    return [forward, backfill]
+
+
+def _parse_since(since: Optional[str]) -> Optional[int]:
+    if since is None or not str(since).strip():
+        return None
+    try:
+        return parse_ms(str(since) if "T" in str(since) else f"{since}T00:00:00Z")
+    except ValueError:
+        raise ConfigurationError(
+            f"backfill_since must be an ISO date or timestamp (2026-01-31 or"
+            f" 2026-01-31T12:00:00Z), got {since!r}: fix {config_hint('backfill_since')}."
+        ) from None
 
 
 def _initial_cursor() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0) - timedelta(
         seconds=FORWARD_INITIAL_WINDOW_SECONDS
     )
+
+
+def _now_ms() -> int:
+    return int(datetime.now(timezone.utc).timestamp() * 1000)
+
+
+def _rows(page: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    ingested_at = datetime.now(timezone.utc)
+    return [to_row(item, ingested_at) for item in page]
 
 
 def aig_logs_forward(
@@ -155,16 +203,16 @@ def aig_logs_forward(
         forward = ForwardRead(reader, state.setdefault("lookback", {}), lookback_seconds)
         fetched = 0
         for page in forward.pages(cursor_ms, initial_ms):
-            ingested_at = datetime.now(timezone.utc)
             fetched += len(page)
-            yield [to_row(item, ingested_at) for item in page]
+            yield _rows(page)
         newest_ms = forward.newest_ms
         if reader.cut or forward.window_unchecked:
             newest = client.list_logs([], per_page=1, descending=True).rows
             newest_ms = parse_ms(newest[0]["created_at"]) if newest else newest_ms
         state["last_run"] = {
-            "finished_at": format_ms(int(datetime.now(timezone.utc).timestamp() * 1000)),
+            "finished_at": format_ms(_now_ms()),
             "api_requests": client.requests_made,
+            "rate_limited": client.rate_limited,
             "logs_fetched": fetched,
             "logs_reread": forward.rows_reread,
             "page_budget": max_pages,
@@ -173,3 +221,74 @@ def aig_logs_forward(
         }
 
     return aig_logs
+
+
+def aig_logs_history(
+    client: LogsApiClient,
+    per_page: int,
+    max_pages: int,
+    since_ms: Optional[int],
+    max_seconds: Optional[float],
+) -> DltResource:
+    """Builds the backfill resource around one API client.
+
+    Args:
+        client: Client of the gateway's Logs API.
+        per_page: Logs per request.
+        max_pages: Request budget of one run.
+        since_ms: Oldest `created_at` (epoch ms) to go back to; None for the gateway's oldest.
+        max_seconds: Time budget of one run.
+
+    Returns:
+        Resource `aig_logs_backfill`, loading table `aig_logs` merged on `id`, not selected
+        by default (run it with `source.with_resources("aig_logs_backfill")`).
+    """
+
+    @dlt.resource(
+        name=BACKFILL_RESOURCE,
+        table_name=TABLE_NAME,
+        write_disposition="merge",
+        primary_key="id",
+        columns=LOG_COLUMNS,
+        selected=False,
+    )
+    def aig_logs_backfill() -> Iterator[List[Dict[str, Any]]]:
+        """The gateway's history, newest first, from where the forward resource started.
+
+        Progress (`oldest_loaded`, `done`) is kept in the resource state and committed with the
+        load, so a run cut by its page or time budget, an error or a kill resumes where it
+        stopped. Once it reached the bottom, later runs make no request.
+
+        Yields:
+            Pages of rows for table `aig_logs`.
+        """
+        sources = dlt.current.source_state().get("resources", {})
+        forward_cursor = sources.get(FORWARD_RESOURCE, {}).get("incremental", {})
+        forward_start = forward_cursor.get(CURSOR_FIELD, {}).get("initial_value")
+        start_ms = parse_ms(forward_start) if forward_start is not None else _now_ms()
+        deadline = time.monotonic() + max_seconds if max_seconds else None
+        reader = LogReader(client, per_page, max_pages, deadline=deadline)
+        state = dlt.current.resource_state()
+        walk = BackfillWalk(reader, state, since_ms)
+        for page in walk.pages(start_ms):
+            yield _rows(page)
+        state["last_run"] = {
+            "finished_at": format_ms(_now_ms()),
+            "api_requests": client.requests_made,
+            "rate_limited": client.rate_limited,
+            "logs_fetched": walk.fetched,
+            "logs_new": walk.new,
+            "logs_remaining_estimate": walk.remaining,
+            "page_budget": max_pages,
+            "page_budget_reached": reader.cut and not (deadline and time.monotonic() >= deadline),
+            "time_budget_reached": bool(reader.cut and deadline and time.monotonic() >= deadline),
+            "per_page": per_page,
+            "pacing": {
+                "requests": client.pacer.requests,
+                "window_seconds": client.pacer.window_seconds,
+            }
+            if client.pacer
+            else None,
+        }
+
+    return aig_logs_backfill

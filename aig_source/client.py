@@ -9,8 +9,9 @@ from typing import Any, Dict, List, Optional, Sequence
 from dlt.common.configuration import resolve_configuration
 from dlt.common.configuration.specs import RuntimeConfiguration
 from dlt.sources.helpers.requests import Client
-from requests import RequestException, Response
+from requests import RequestException, Response, Session
 
+from .ratelimit import PacedAdapter, RequestPacer
 from .settings import ENV_PREFIX, LOGS_PATH
 
 _SERVER_ERROR_STATUSES = tuple(range(500, 600))
@@ -89,11 +90,20 @@ class LogsApiClient:
     token for 300 s after its limit is hit, and a run should fail fast rather than hammer it.
     """
 
-    def __init__(self, api_base_url: str, account_id: str, gateway_id: str, api_token: str) -> None:
+    def __init__(
+        self,
+        api_base_url: str,
+        account_id: str,
+        gateway_id: str,
+        api_token: str,
+        pacer: Optional[RequestPacer] = None,
+    ) -> None:
         self.api_base_url = api_base_url.rstrip("/")
         self.account_id = account_id
         self.gateway_id = gateway_id
+        self.pacer = pacer
         self.requests_made = 0
+        self.rate_limited = 0
         self._http = Client(
             raise_for_status=False,
             status_codes=_SERVER_ERROR_STATUSES,
@@ -119,6 +129,11 @@ class LogsApiClient:
 
     def _count_response(self, response: Response, *args: Any, **kwargs: Any) -> Response:
         self.requests_made += 1
+        if response.status_code == 429:
+            self.rate_limited += 1
+            wait = _retry_after_seconds(response)
+            if self.pacer is not None and wait is not None:
+                self.pacer.pause(wait)
         return response
 
     def _retry_rate_limited(
@@ -163,9 +178,17 @@ class LogsApiClient:
         total = info.get("total_count") if isinstance(info, dict) else None
         return LogsPage(rows=result, total_count=total if isinstance(total, int) else None)
 
+    def _session(self) -> Session:
+        """dlt's retrying session (one per thread), with the pacer mounted for this API."""
+        session = self._http.session
+        adapter = session.get_adapter(url=self.api_base_url)
+        if self.pacer is not None and not isinstance(adapter, PacedAdapter):
+            session.mount(self.api_base_url, PacedAdapter(self.pacer))
+        return session
+
     def _get(self, url: str, params: Dict[str, Any]) -> Dict[str, Any]:
         try:
-            response = self._http.get(url, params=params)
+            response = self._session().get(url, params=params)
         except RequestException as exc:
             raise ApiUnavailableError(
                 f"Cannot reach the Cloudflare API at {self.api_base_url} after"

@@ -1,19 +1,31 @@
-"""Demo mode: the real pipeline against the emulator, into a local DuckDB file, then a report."""
+"""Demo mode: the real pipelines against the emulator, into a local DuckDB file, then a report."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import dlt
 
-from .emulator import DEFAULT_ACCOUNT_ID, DEFAULT_GATEWAY_ID, DEFAULT_TOKEN, LogsApiEmulator
-from .runner import RunSummary, make_pipeline, run_forward
+from .emulator import (
+    DEFAULT_ACCOUNT_ID,
+    DEFAULT_GATEWAY_ID,
+    DEFAULT_TOKEN,
+    LogsApiEmulator,
+    RateLimit,
+)
+from .runner import BackfillSummary, RunSummary, make_pipeline, run_backfill, run_forward
 
 DEMO_PIPELINE_NAME = "aig_logs_demo"
 DEMO_DATABASE = "aig_logs_demo.duckdb"
-DEMO_HISTORY_LOGS = 1500
-DEMO_MAX_RUNS = 5
+DEMO_RECENT_LOGS = 1500
+DEMO_HISTORY_LOGS = 4000
+DEMO_HISTORY_DAYS = 3
+DEMO_MAX_RUNS = 20
+DEMO_RATE_LIMIT = RateLimit(requests=60, window_seconds=5, block_seconds=30)
+"""The emulator's limit in the backfill demo: Cloudflare's 1,200 per 300 s, scaled down 20x in
+time so the demo takes seconds; the pipeline paces itself at 50 per 5 s beneath it."""
+DEMO_PACING = {"rate_limit_requests": 50, "rate_limit_window_seconds": 5.0}
 
 REPORT_SQL = """
 SELECT provider, model,
@@ -29,13 +41,52 @@ ORDER BY cost_usd DESC
 """
 
 
-def demo_emulator(seed: int = 7) -> LogsApiEmulator:
-    """An emulator holding an hour of realistic traffic, with late rows and a burst of ties."""
+def demo_emulator(history_days: float = 0, seed: int = 7) -> LogsApiEmulator:
+    """An emulator holding an hour of realistic traffic, with late rows and a burst of ties,
+    plus `history_days` of older traffic for the backfill."""
     emulator = LogsApiEmulator(seed=seed)
     settled = emulator.now_ms() - 2000  # all visible by the time the demo reads them
-    emulator.generate(DEMO_HISTORY_LOGS, hours=0.95, end_ms=settled, max_visibility_delay_ms=1500)
+    emulator.generate(DEMO_RECENT_LOGS, hours=0.95, end_ms=settled, max_visibility_delay_ms=1500)
     emulator.generate(120, hours=0.01, end_ms=settled, tie_group_size=60)
+    if history_days:
+        emulator.generate(
+            DEMO_HISTORY_LOGS,
+            start_ms=settled - int(history_days * 86_400_000),
+            end_ms=settled - 3_600_000,
+        )
     return emulator
+
+
+def _demo_pipeline(database: str, pipelines_dir: Optional[str]) -> dlt.Pipeline:
+    # every demo starts from scratch: its emulator's history is new each time
+    Path(database).unlink(missing_ok=True)
+    return make_pipeline(
+        DEMO_PIPELINE_NAME, dlt.destinations.duckdb(database), pipelines_dir=pipelines_dir
+    ).drop()
+
+
+def _source_args(emulator: LogsApiEmulator) -> Dict[str, Any]:
+    return {
+        "api_base_url": emulator.base_url,
+        "account_id": DEFAULT_ACCOUNT_ID,
+        "gateway_id": DEFAULT_GATEWAY_ID,
+        "api_token": DEFAULT_TOKEN,
+    }
+
+
+def _forward_until_caught_up(
+    pipeline: dlt.Pipeline,
+    print_line: Callable[[str], None],
+    max_pages: Optional[int],
+    source_args: Dict[str, Any],
+) -> List[RunSummary]:
+    summaries: List[RunSummary] = []
+    for _ in range(DEMO_MAX_RUNS):
+        summaries.append(run_forward(pipeline, max_pages=max_pages, **source_args))
+        print_line(summaries[-1].line())
+        if not summaries[-1].page_budget_reached:
+            break
+    return summaries
 
 
 def run_demo(
@@ -45,53 +96,61 @@ def run_demo(
     database: str = DEMO_DATABASE,
 ) -> List[RunSummary]:
     """Runs forward until caught up (a few runs, as a schedule would), then prints a report."""
-    summaries: List[RunSummary] = []
     with demo_emulator() as emulator:
         held = len(emulator.gateway().store)
         print_line(f"demo: Logs API emulator on {emulator.base_url}, {held:,} logs")
-        # every demo starts from scratch: its emulator's history is new each time
-        Path(database).unlink(missing_ok=True)
-        pipeline = make_pipeline(
-            DEMO_PIPELINE_NAME, dlt.destinations.duckdb(database), pipelines_dir=pipelines_dir
-        ).drop()
-        source_args: dict[str, Any] = {
-            "api_base_url": emulator.base_url,
-            "account_id": DEFAULT_ACCOUNT_ID,
-            "gateway_id": DEFAULT_GATEWAY_ID,
-            "api_token": DEFAULT_TOKEN,
-        }
-        for _ in range(DEMO_MAX_RUNS):
-            summary = run_forward(pipeline, max_pages=max_pages, **source_args)
-            summaries.append(summary)
-            print_line(summary.line())
-            if not summary.page_budget_reached:
-                break
-        print_line(f"demo: what landed in {database} (dataset ai_gateway, table aig_logs):")
-        with pipeline.sql_client() as client:
-            table = client.make_qualified_table_name("aig_logs")
-            report_rows = client.execute_sql(REPORT_SQL.format(table=table)) or []
-            totals = client.execute_sql(
-                "SELECT COUNT(*), COUNT(DISTINCT id), MIN(created_at), MAX(created_at)"
-                f" FROM {table}"
-            )
-        headers = [
-            "provider",
-            "model",
-            "requests",
-            "tokens",
-            "cost_usd",
-            "avg_ms",
-            "cache%",
-            "error%",
-        ]
-        for line in format_table(headers, report_rows):
-            print_line(line)
-        count, distinct, oldest, newest = (totals or [(0, 0, None, None)])[0]
-        print_line(
-            f"demo: {count:,} rows, {distinct:,} distinct ids, from {oldest} to {newest}."
-            f" Explore it with: duckdb {database}"
-        )
+        pipeline = _demo_pipeline(database, pipelines_dir)
+        source_args = {**_source_args(emulator), **DEMO_PACING}
+        summaries = _forward_until_caught_up(pipeline, print_line, max_pages, source_args)
+        report(pipeline, database, print_line)
     return summaries
+
+
+def run_backfill_demo(
+    print_line: Callable[[str], None] = print,
+    max_pages: Optional[int] = None,
+    pipelines_dir: Optional[str] = None,
+    database: str = DEMO_DATABASE,
+) -> List[BackfillSummary]:
+    """Forward once, then backfill days of history run after run, paced under a scaled-down
+    rate limit, until done; then prints a report."""
+    with demo_emulator(history_days=DEMO_HISTORY_DAYS) as emulator:
+        emulator.rate_limit = DEMO_RATE_LIMIT
+        held = len(emulator.gateway().store)
+        print_line(
+            f"demo: Logs API emulator on {emulator.base_url}, {held:,} logs over"
+            f" {DEMO_HISTORY_DAYS} days; rate limit {DEMO_RATE_LIMIT.requests} requests per"
+            f" {DEMO_RATE_LIMIT.window_seconds:g} s"
+        )
+        pipeline = _demo_pipeline(database, pipelines_dir)
+        source_args = {**_source_args(emulator), **DEMO_PACING}
+        _forward_until_caught_up(pipeline, print_line, None, source_args)
+        summaries: List[BackfillSummary] = []
+        for _ in range(DEMO_MAX_RUNS):
+            summaries.append(run_backfill(pipeline, max_pages=max_pages, **source_args))
+            print_line(summaries[-1].line())
+            if summaries[-1].done:
+                break
+        report(pipeline, database, print_line)
+    return summaries
+
+
+def report(pipeline: dlt.Pipeline, database: str, print_line: Callable[[str], None]) -> None:
+    print_line(f"demo: what landed in {database} (dataset ai_gateway, table aig_logs):")
+    with pipeline.sql_client() as client:
+        table = client.make_qualified_table_name("aig_logs")
+        report_rows = client.execute_sql(REPORT_SQL.format(table=table)) or []
+        totals = client.execute_sql(
+            f"SELECT COUNT(*), COUNT(DISTINCT id), MIN(created_at), MAX(created_at) FROM {table}"
+        )
+    headers = ["provider", "model", "requests", "tokens", "cost_usd", "avg_ms", "cache%", "error%"]
+    for line in format_table(headers, report_rows):
+        print_line(line)
+    count, distinct, oldest, newest = (totals or [(0, 0, None, None)])[0]
+    print_line(
+        f"demo: {count:,} rows, {distinct:,} distinct ids, from {oldest} to {newest}."
+        f" Explore it with: duckdb {database}"
+    )
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> List[str]:

@@ -2,14 +2,16 @@
 
 Offset paging (`page+1`) over a table that changes while it is read skips or repeats rows:
 evictions pull rows onto earlier pages, late writes push them onto later ones. So every page is
-asked for as page 1 of `created_at >= anchor`, ascending, and the anchor moves to the last row's
-`created_at`; rows already seen at the anchor millisecond are dropped by id. Only when a whole
-page shares one millisecond does the reader page by offset, and then only inside that millisecond.
+asked for as page 1 of the rest of the range, and the range's edge moves to the last row's
+`created_at` (keyset re-anchoring); rows already seen at the edge millisecond are dropped by id.
+Only when a whole page shares one millisecond does the reader page by offset, and then only
+inside that millisecond.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
@@ -22,9 +24,13 @@ logger = logging.getLogger(__name__)
 Rows = List[Dict[str, Any]]
 
 
-def created_at_filters(start_ms: int, end_ms: Optional[int] = None) -> List[Dict[str, Any]]:
+def created_at_filters(
+    start_ms: Optional[int], end_ms: Optional[int] = None
+) -> List[Dict[str, Any]]:
     """Filters for `start_ms <= created_at < end_ms` (the API has only strict gt and lt)."""
-    filters = [{"key": "created_at", "operator": "gt", "value": [format_ms(start_ms - 1)]}]
+    filters = []
+    if start_ms is not None:
+        filters.append({"key": "created_at", "operator": "gt", "value": [format_ms(start_ms - 1)]})
     if end_ms is not None:
         filters.append({"key": "created_at", "operator": "lt", "value": [format_ms(end_ms)]})
     return filters
@@ -36,95 +42,135 @@ def _ceil_div(numerator: int, denominator: int) -> int:
 
 @dataclass
 class LogReader:
-    """Reads a `created_at` range in ascending order within a budget of requests."""
+    """Reads a `created_at` range, in either direction, within a budget of requests and time.
+
+    Ascending reads serve the forward resource (new logs arrive above them and cannot shift
+    them); descending reads serve the backfill (evictions happen below them and cannot shift
+    them either).
+    """
 
     client: LogsApiClient
     per_page: int
     max_requests: int
+    deadline: Optional[float] = None
+    """`time.monotonic()` after which no further request starts."""
     requests: int = 0
     cut: bool = False
     """True once the budget stopped a read before it reached its end."""
+    exhausted: bool = False
+    """True once a read reached the end of its range (a short page)."""
+    first_total: Optional[int] = None
+    """`total_count` of the first request: how many logs the range held when reading began."""
     tie_cut: Optional[Tuple[int, int]] = None
     """(millisecond, next page or -1 when read to its end) when the budget stopped a read in or
     right after an over-full millisecond."""
 
     @property
     def budget_left(self) -> bool:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return False
         return self.requests < self.max_requests
 
-    def _fetch(self, start_ms: int, end_ms: Optional[int], page: int = 1) -> LogsPage:
+    def _fetch(
+        self,
+        start_ms: Optional[int],
+        end_ms: Optional[int],
+        page: int = 1,
+        descending: bool = False,
+    ) -> LogsPage:
         self.requests += 1
-        result = self.client.list_logs(created_at_filters(start_ms, end_ms), self.per_page, page)
+        filters = created_at_filters(start_ms, end_ms)
+        result = self.client.list_logs(filters, self.per_page, page, descending=descending)
+        if self.requests == 1:
+            self.first_total = result.total_count
         for row in result.rows:
             stamp = parse_ms(row["created_at"])
-            if stamp < start_ms or (end_ms is not None and stamp >= end_ms):
+            if (start_ms is not None and stamp < start_ms) or (
+                end_ms is not None and stamp >= end_ms
+            ):
                 # The API answered outside the requested range: it ignored the filters, which
                 # Cloudflare does silently for filters it cannot parse.
                 raise ApiResponseError(
                     f"The Logs API ignored the created_at filter (log {row.get('id')} at"
-                    f" {row['created_at']} is outside [{format_ms(start_ms)}, ...))."
+                    f" {row['created_at']} is outside the range asked for)."
                 )
         return result
 
-    def probe(self, start_ms: int, end_ms: int) -> Optional[LogsPage]:
+    def probe(
+        self, start_ms: Optional[int], end_ms: Optional[int], descending: bool = False
+    ) -> Optional[LogsPage]:
         """The first page of a range, for its `total_count`; None when out of budget."""
         if not self.budget_left:
             self.cut = True
             return None
-        return self._fetch(start_ms, end_ms)
+        return self._fetch(start_ms, end_ms, descending=descending)
 
     def read(
-        self, start_ms: int, end_ms: Optional[int] = None, tie_page: int = 0
+        self,
+        start_ms: Optional[int],
+        end_ms: Optional[int] = None,
+        tie_page: int = 0,
+        descending: bool = False,
     ) -> Iterator[Rows]:
-        """Yields every row with `start_ms <= created_at < end_ms` once, oldest first.
+        """Yields every row with `start_ms <= created_at < end_ms` once, in `created_at` order.
 
-        Without `end_ms` it reads up to the newest visible log. `tie_page` resumes an over-full
-        millisecond at `start_ms` from that page, where an earlier run's budget stopped; -1 means
-        that millisecond was read to its end, so reading continues right after it.
+        An open end reads up to the newest visible log (ascending) or down to the oldest
+        (descending). `tie_page` resumes the over-full millisecond at the range's starting edge
+        (`start_ms` ascending, `end_ms - 1` descending) from that page, where an earlier run's
+        budget stopped; -1 means that millisecond was read to its end.
         """
-        anchor = start_ms
-        seen_at_anchor: Set[str] = set()
-        # Where to resume should the budget end right after an over-full millisecond: its next
-        # page, so that the next run does not read it all again.
+        low, high = start_ms, end_ms
+        seen_at_edge: Set[str] = set()
+        # Where to resume should the budget end right after an over-full millisecond: past it,
+        # so that the next run does not read it all again.
         after_tie: Optional[Tuple[int, int]] = None
-        if tie_page > 1:
-            yield from self._read_tie(anchor, seen_at_anchor, first_page=tie_page, verify=False)
-            if self.cut:
-                return
-        if tie_page > 1 or tie_page == -1:
-            after_tie = (anchor, -1)
-            anchor += 1
+        if tie_page:
+            edge = low if not descending else (None if high is None else high - 1)
+            if edge is None:
+                raise ValueError("an over-full millisecond is resumed at a bounded edge")
+            if tie_page > 1:
+                yield from self._read_tie(edge, seen_at_edge, tie_page, descending, verify=False)
+                if self.cut:
+                    return
+            after_tie = (edge, -1)
+            low, high = (low, edge) if descending else (edge + 1, high)
         while True:
             if not self.budget_left:
-                self.cut = True
-                self.tie_cut = after_tie
+                self.cut, self.tie_cut = True, after_tie
                 return
-            page = self._fetch(anchor, end_ms)
+            page = self._fetch(low, high, descending=descending)
             after_tie = None
-            fresh = [row for row in page.rows if row["id"] not in seen_at_anchor]
+            fresh = [row for row in page.rows if row["id"] not in seen_at_edge]
             if fresh:
                 yield fresh
             if len(page.rows) < self.per_page:
+                self.exhausted = True
                 return
             last_ms = parse_ms(page.rows[-1]["created_at"])
+            edge = (high - 1) if descending and high is not None else low
             if parse_ms(page.rows[0]["created_at"]) == last_ms:
                 # A whole page in one millisecond: it is page 1 of that millisecond, and keyset
                 # re-anchoring cannot get past it, so page by offset inside it.
-                seen = seen_at_anchor if last_ms == anchor else set()
+                seen = seen_at_edge if last_ms == edge else set()
                 seen.update(row["id"] for row in page.rows)
-                yield from self._read_tie(last_ms, seen, first_page=2)
+                yield from self._read_tie(last_ms, seen, 2, descending)
                 if self.cut:
                     return
-                after_tie = (last_ms, -1)
-                anchor, seen_at_anchor = last_ms + 1, set()
+                after_tie, seen_at_edge = (last_ms, -1), set()
+                low, high = (low, last_ms) if descending else (last_ms + 1, high)
             else:
-                anchor = last_ms
-                seen_at_anchor = {
+                seen_at_edge = {
                     row["id"] for row in page.rows if parse_ms(row["created_at"]) == last_ms
                 }
+                low, high = (low, last_ms + 1) if descending else (last_ms, high)
 
     def _read_tie(
-        self, stamp_ms: int, seen: Set[str], first_page: int, verify: bool = True
+        self,
+        stamp_ms: int,
+        seen: Set[str],
+        first_page: int,
+        descending: bool,
+        verify: bool = True,
     ) -> Iterator[Rows]:
         """The rest of one millisecond holding more than a page, by offset within it.
 
@@ -137,13 +183,9 @@ class LogReader:
             total: Optional[int] = None
             while True:
                 if not self.budget_left:
-                    self.cut = True
-                    self.tie_cut = (stamp_ms, page_number)
+                    self.cut, self.tie_cut = True, (stamp_ms, page_number)
                     return
-                self.requests += 1
-                page = self.client.list_logs(
-                    created_at_filters(stamp_ms, stamp_ms + 1), self.per_page, page_number
-                )
+                page = self._fetch(stamp_ms, stamp_ms + 1, page_number, descending)
                 total = page.total_count
                 fresh = [row for row in page.rows if row["id"] not in seen]
                 seen.update(row["id"] for row in fresh)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -10,12 +12,17 @@ import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.pipeline import LoadInfo
 from dlt.pipeline.exceptions import PipelineStepFailed
+from dlt.pipeline.helpers import pipeline_drop
 
 from . import aig_source
 from .client import AigSourceError
 from .settings import (
+    BACKFILL_CHUNK_PAGES,
+    BACKFILL_RESOURCE,
     DATASET_NAME,
+    DEFAULT_BACKFILL_MAX_PAGES,
     DEFAULT_LOADER_FILE_FORMAT,
+    DEFAULT_PER_PAGE,
     ENV_PREFIX,
     FORWARD_RESOURCE,
     LOADER_FILE_FORMATS,
@@ -24,6 +31,8 @@ from .settings import (
     TABLE_NAME,
 )
 from .timestamps import format_ms, parse_ms
+
+logger = logging.getLogger(__name__)
 
 _SECRET_FIELDS = {"api_token"}
 
@@ -117,10 +126,26 @@ def format_duration(seconds: float) -> str:
     return f"{secs}s"
 
 
-def forward_state(pipeline: dlt.Pipeline) -> Dict[str, Any]:
+def resource_state(pipeline: dlt.Pipeline, resource: str) -> Dict[str, Any]:
     sources = pipeline.state.get("sources", {})
-    resource = sources.get(SOURCE_SECTION, {}).get("resources", {}).get(FORWARD_RESOURCE, {})
-    return dict(resource)
+    return dict(sources.get(SOURCE_SECTION, {}).get("resources", {}).get(resource, {}))
+
+
+@dataclass
+class _Loaded:
+    state: Dict[str, Any]
+    new_rows: int
+    info: LoadInfo
+
+
+def _run_resource(pipeline: dlt.Pipeline, resource: str, **source_args: Any) -> _Loaded:
+    """Runs one resource of the source; counts the table's rows before and after to tell new
+    logs from re-read ones (a metadata-only query on BigQuery)."""
+    source = aig_source(**source_args).with_resources(resource)
+    pipeline.sync_destination()
+    before = count_rows(pipeline)
+    info = pipeline.run(source, loader_file_format=loader_file_format(pipeline))  # type: ignore[arg-type]
+    return _Loaded(resource_state(pipeline, resource), count_rows(pipeline) - before, info)
 
 
 def run_forward(
@@ -129,24 +154,151 @@ def run_forward(
     """Runs the forward resource once and summarises it; raises on any failure."""
     if max_pages is not None:
         source_args["forward_max_pages"] = max_pages
-    source = aig_source(**source_args)
-    pipeline.sync_destination()
-    before = count_rows(pipeline)
-    info = pipeline.run(source, loader_file_format=loader_file_format(pipeline))  # type: ignore[arg-type]
-    after = count_rows(pipeline)
-    state = forward_state(pipeline)
-    last_run = state.get("last_run", {})
-    cursor = state.get("incremental", {}).get("created_at", {}).get("last_value")
+    loaded = _run_resource(pipeline, FORWARD_RESOURCE, **source_args)
+    last_run = loaded.state.get("last_run", {})
+    cursor = loaded.state.get("incremental", {}).get("created_at", {}).get("last_value")
     return RunSummary(
         logs_fetched=int(last_run.get("logs_fetched", 0)),
-        logs_new=after - before,
+        logs_new=loaded.new_rows,
         api_requests=int(last_run.get("api_requests", 0)),
         cursor=format_ms(parse_ms(cursor)) if cursor is not None else None,
         gateway_newest=last_run.get("gateway_newest"),
         page_budget_reached=bool(last_run.get("page_budget_reached")),
         max_pages=int(last_run.get("page_budget", 0)),
-        load_info=info,
+        load_info=loaded.info,
     )
+
+
+@dataclass
+class BackfillSummary:
+    """What one backfill run (one or more chunks) did and how far the history is."""
+
+    logs_fetched: int
+    logs_new: int
+    api_requests: int
+    rate_limited: int
+    state: Dict[str, Any]
+    load_info: Optional[LoadInfo]
+    page_budget: int = 0
+    page_budget_reached: bool = False
+    time_budget_reached: bool = False
+
+    def add(self, last_run: Dict[str, Any], loaded: _Loaded) -> None:
+        self.logs_fetched += int(last_run.get("logs_fetched", 0))
+        self.logs_new += loaded.new_rows
+        self.api_requests += int(last_run.get("api_requests", 0))
+        self.rate_limited += int(last_run.get("rate_limited", 0))
+        self.state = loaded.state
+        self.load_info = loaded.info
+
+    @property
+    def last_run(self) -> Dict[str, Any]:
+        return dict(self.state.get("last_run", {}))
+
+    @property
+    def done(self) -> bool:
+        return bool(self.state.get("done"))
+
+    @property
+    def logs_gone(self) -> int:
+        return int(self.state.get("gone", 0))
+
+    def line(self) -> str:
+        state, last_run = self.state, self.last_run
+        already = max(0, self.logs_fetched - self.logs_new)
+        text = (
+            f"aig_logs backfill: {self.logs_fetched:,} logs fetched ({self.logs_new:,} new,"
+            f" {already:,} already loaded and merged), {self.api_requests:,} API requests"
+        )
+        if self.rate_limited:
+            text += f" ({self.rate_limited} answered 429)"
+        oldest = state.get("oldest_loaded")
+        start = state.get("start")
+        if oldest and start:
+            back = format_duration((parse_ms(start) - parse_ms(oldest)) / 1000)
+            text += f"; reached {oldest} ({back} before the forward start {start})"
+        if self.done:
+            bottom = (
+                f"reached --since {state.get('since')}"
+                if state.get("done_reason") == "since"
+                else "reached the gateway's oldest log"
+            )
+            text += f"; done: {bottom}, later runs make no request"
+        else:
+            remaining = last_run.get("logs_remaining_estimate")
+            pacing = last_run.get("pacing") or {}
+            if remaining is not None:
+                text += f"; about {remaining:,} logs left"
+            if remaining and pacing:
+                requests, window = pacing["requests"], pacing["window_seconds"]
+                per_page = int(last_run.get("per_page") or DEFAULT_PER_PAGE)
+                eta = remaining / per_page * window / requests
+                text += f", about {format_duration(eta)} at {requests} requests per {window:g} s"
+            if self.time_budget_reached:
+                text += "; time budget reached, the next run continues"
+            elif self.page_budget_reached:
+                text += f"; page budget of {self.page_budget} reached, the next run continues"
+        if self.logs_gone:
+            text += (
+                f"; {self.logs_gone:,} older logs were gone (evicted by the gateway's"
+                " DELETE_OLDEST log limit, or deleted) before the backfill reached them"
+            )
+        return text + "."
+
+
+def run_backfill(
+    pipeline: dlt.Pipeline,
+    max_pages: Optional[int] = None,
+    since: Optional[str] = None,
+    max_minutes: Optional[float] = None,
+    reset: bool = False,
+    **source_args: Any,
+) -> BackfillSummary:
+    """Runs the backfill within its page and time budgets and summarises it; raises on any
+    failure (what earlier chunks loaded stays loaded).
+
+    The budget is spent in loads of at most `BACKFILL_CHUNK_PAGES` pages, each committing its
+    data and progress, so memory stays flat however long the run, and a kill loses one chunk.
+    """
+    budget = max_pages or int(
+        source_args.get("backfill_max_pages")
+        or dlt.config.get(f"sources.{SOURCE_SECTION}.backfill_max_pages", int)
+        or DEFAULT_BACKFILL_MAX_PAGES
+    )
+    if since is not None:
+        source_args["backfill_since"] = since
+    deadline = time.monotonic() + max_minutes * 60 if max_minutes is not None else None
+    if reset:
+        reset_backfill(pipeline)
+    totals = BackfillSummary(0, 0, 0, 0, {}, None, page_budget=budget)
+    while True:
+        chunk = min(BACKFILL_CHUNK_PAGES, budget - totals.api_requests)
+        source_args["backfill_max_pages"] = max(1, chunk)
+        if deadline is not None:
+            source_args["backfill_max_seconds"] = max(0.001, deadline - time.monotonic())
+        loaded = _run_resource(pipeline, BACKFILL_RESOURCE, **source_args)
+        last_run = loaded.state.get("last_run", {})
+        totals.add(last_run, loaded)
+        out_of_time = deadline is not None and time.monotonic() >= deadline
+        if totals.done or not last_run.get("page_budget_reached") or out_of_time:
+            break
+        if totals.api_requests >= budget:
+            break
+        logger.info("backfill: %s", totals.line())
+    totals.time_budget_reached = bool(last_run.get("time_budget_reached")) or out_of_time
+    totals.page_budget_reached = not totals.done and not totals.time_budget_reached
+    return totals
+
+
+def reset_backfill(pipeline: dlt.Pipeline) -> None:
+    """Forgets the backfill's progress (not the data) with dlt's drop helper, so that the next
+    run walks the history again from the forward start; the merge absorbs what it re-reads."""
+    pipeline.sync_destination()
+    if not pipeline.default_schema_name:
+        return
+    drop = pipeline_drop(pipeline, resources=[BACKFILL_RESOURCE], state_only=True)
+    if not drop.is_empty:
+        drop()
 
 
 def _causes(error: BaseException) -> Iterator[BaseException]:

@@ -12,6 +12,13 @@ MAX_PER_PAGE = 50
 DEFAULT_PER_PAGE = MAX_PER_PAGE
 DEFAULT_FORWARD_MAX_PAGES = 20
 DEFAULT_LOOKBACK_SECONDS = 300
+DEFAULT_BACKFILL_MAX_PAGES = 40
+BACKFILL_CHUNK_PAGES = 100
+"""Pages loaded per commit in a long backfill run: bounds memory and what a kill can lose."""
+DEFAULT_RATE_LIMIT_REQUESTS = 800
+DEFAULT_RATE_LIMIT_WINDOW_SECONDS = 300.0
+"""Cloudflare allows 1,200 requests per 300 s per token; 800 leaves a third for the dashboard,
+setup checks and the other job, and still backfills about 130 logs/s."""
 FORWARD_INITIAL_WINDOW_SECONDS = 3600
 """Without state, the forward resource starts this far before now; older logs are the backfill's."""
 
@@ -23,6 +30,7 @@ DATASET_NAME = "ai_gateway"
 TABLE_NAME = "aig_logs"
 SOURCE_SECTION = "aig_source"
 FORWARD_RESOURCE = "aig_logs"
+BACKFILL_RESOURCE = "aig_logs_backfill"
 CURSOR_FIELD = "created_at"
 
 LOADER_FILE_FORMATS: Dict[str, str] = {"duckdb": "parquet", "bigquery": "jsonl"}

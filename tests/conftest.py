@@ -19,10 +19,13 @@ from aig_source.emulator import (
     DEFAULT_TOKEN,
     LogsApiEmulator,
 )
+from aig_source.ratelimit import forget_shared_pacer
 from aig_source.runner import RunSummary, make_pipeline, run_forward
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FORWARD_SCRIPT = PROJECT_ROOT / "pipelines" / "forward.py"
+BACKFILL_SCRIPT = PROJECT_ROOT / "pipelines" / "backfill.py"
+UNPACED = 1_000_000
 
 
 @pytest.fixture(autouse=True)
@@ -31,10 +34,12 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("SOURCES__", "DESTINATION", "RUNTIME__", "DLT_")):
             monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "4")
+    monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "6")
     monkeypatch.setenv("RUNTIME__REQUEST_BACKOFF_FACTOR", "0.05")
     monkeypatch.setenv("RUNTIME__REQUEST_MAX_RETRY_DELAY", "3")
     monkeypatch.setenv("RUNTIME__REQUEST_TIMEOUT", "5")
+    # each test's emulator stands for a new token: no pause or history carries over
+    forget_shared_pacer()
 
 
 pytest_plugins = ["aig_source.emulator.pytest_plugin"]
@@ -68,6 +73,8 @@ class Workspace:
             "account_id": DEFAULT_ACCOUNT_ID,
             "gateway_id": DEFAULT_GATEWAY_ID,
             "api_token": DEFAULT_TOKEN,
+            # the pacer is process-wide: tests that are not about pacing must not share a budget
+            "rate_limit_requests": UNPACED,
         }
         args.update(overrides)
         return args
@@ -105,6 +112,7 @@ class Workspace:
                 "SOURCES__AIG_SOURCE__ACCOUNT_ID": DEFAULT_ACCOUNT_ID,
                 "SOURCES__AIG_SOURCE__GATEWAY_ID": DEFAULT_GATEWAY_ID,
                 "SOURCES__AIG_SOURCE__API_TOKEN": DEFAULT_TOKEN,
+                "SOURCES__AIG_SOURCE__RATE_LIMIT_REQUESTS": str(UNPACED),
                 "DLT_DATA_DIR": str(self.root / "dlt_data"),
                 "DESTINATION__DUCKDB__CREDENTIALS": str(self.database),
             }

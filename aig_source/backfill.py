@@ -1,0 +1,118 @@
+"""The backfill walk: from the forward resource's starting point down to the gateway's oldest log.
+
+It reads descending, so the gateway evicting its oldest logs (`DELETE_OLDEST`) while it pages can
+only remove rows below it, never shift a surviving row past it. Its progress lives in the
+resource state: the oldest `created_at` loaded (read again, inclusively, by the next run, so a
+cut in the middle of a millisecond loses nothing), and whether it reached the bottom.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, Optional
+
+from .paging import LogReader, Rows
+from .timestamps import format_ms, parse_ms
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_EVERY_SECONDS = 10.0
+
+
+@dataclass
+class BackfillWalk:
+    """One backfill run over the state of resource `aig_logs_backfill`."""
+
+    reader: LogReader
+    state: Dict[str, Any]
+    since_ms: Optional[int]
+    fetched: int = 0
+    new: int = 0
+    remaining: Optional[int] = None
+
+    @property
+    def done(self) -> bool:
+        return bool(self.state.get("done"))
+
+    def _resume(self) -> bool:
+        """False when there is nothing to do: done, and not asked to go further back."""
+        if not self.done:
+            return True
+        reached_since = self.state.get("done_reason") == "since"
+        recorded_since = self.state.get("since")
+        further = reached_since and (
+            self.since_ms is None
+            or (recorded_since is not None and self.since_ms < parse_ms(recorded_since))
+        )
+        if further:
+            self.state["done"] = False
+        return further
+
+    def pages(self, start_ms: int) -> Iterator[Rows]:
+        """Pages of older logs, newest first, down to the bottom or `since_ms`."""
+        state = self.state
+        if not self._resume():
+            return
+        state.setdefault("start", format_ms(start_ms))
+        state["since"] = format_ms(self.since_ms) if self.since_ms is not None else None
+        oldest = state.get("oldest_loaded")
+        oldest_ms = parse_ms(oldest) if oldest else None
+        high = oldest_ms + 1 if oldest_ms is not None else parse_ms(state["start"])
+        tie = state.pop("tie", None)
+        tie_page = int(tie["page"]) if tie and oldest_ms == tie.get("at") else 0
+        # logs at the oldest millisecond were loaded already and are read again (unless a tie
+        # resumes past them); they are not new
+        at_oldest = at_oldest_start = int(state.get("at_oldest", 0))
+        rereads_left = 0 if tie_page else at_oldest
+        first_total: Optional[int] = None
+        last_progress = time.monotonic()
+        for rows in self.reader.read(self.since_ms, high, tie_page=tie_page, descending=True):
+            if first_total is None:
+                first_total = self.reader.first_total
+            for row in rows:
+                stamp = parse_ms(row["created_at"])
+                if stamp == oldest_ms and rereads_left > 0:
+                    rereads_left -= 1
+                else:
+                    self.new += 1
+                if oldest_ms is None or stamp < oldest_ms:
+                    oldest_ms, at_oldest = stamp, 1
+                elif stamp == oldest_ms:
+                    at_oldest += 1
+            self.fetched += len(rows)
+            state["oldest_loaded"] = format_ms(oldest_ms) if oldest_ms is not None else None
+            state["at_oldest"] = at_oldest
+            if time.monotonic() - last_progress >= PROGRESS_EVERY_SECONDS:
+                last_progress = time.monotonic()
+                logger.info(
+                    "backfill: %s logs this run, reached %s",
+                    f"{self.fetched:,}",
+                    state["oldest_loaded"],
+                )
+            yield rows
+        if first_total is None:
+            first_total = self.reader.first_total
+        self._account(first_total, at_oldest_start)
+        if self.reader.tie_cut is not None:
+            stamp, page = self.reader.tie_cut
+            state["tie"] = {"at": stamp, "page": page}
+        if self.reader.exhausted:
+            state["done"] = True
+            state["done_reason"] = "since" if self.since_ms is not None else "bottom"
+
+    def _account(self, first_total: Optional[int], at_oldest_before: int) -> None:
+        """Keeps the expected, loaded and gone counts, for progress and eviction reports."""
+        state = self.state
+        loaded_before = int(state.get("loaded", 0))
+        if first_total is not None:
+            if "expected" not in state:
+                state["expected"] = first_total
+            else:
+                # surviving logs not yet loaded, against what the first run promised
+                still_expected = int(state["expected"]) - loaded_before
+                surviving = first_total - at_oldest_before
+                state["gone"] = max(int(state.get("gone", 0)), still_expected - surviving)
+            self.remaining = max(0, first_total - self.fetched)
+        state["loaded"] = loaded_before + self.new

@@ -1,0 +1,331 @@
+"""The backfill resource and script: history, bounds, resets, kills, eviction, pacing."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from typing import Any, List
+
+import pytest
+
+from aig_source import backfill as backfill_module
+from aig_source.emulator import LogsApiEmulator, RateLimit
+from aig_source.runner import BackfillSummary, run_backfill
+from aig_source.timestamps import format_ms
+
+from .conftest import BACKFILL_SCRIPT, Workspace, stored_ids
+
+DAY_MS = 86_400_000
+
+
+def backfill(workspace: Workspace, **kwargs: Any) -> BackfillSummary:
+    source_args = workspace.source_args(**kwargs.pop("source", {}))
+    return run_backfill(workspace.pipeline(), **kwargs, **source_args)
+
+
+def backfill_until_done(
+    workspace: Workspace, max_runs: int = 60, **kwargs: Any
+) -> List[BackfillSummary]:
+    summaries = []
+    for _ in range(max_runs):
+        summaries.append(backfill(workspace, **kwargs))
+        if summaries[-1].done:
+            return summaries
+    raise AssertionError(f"backfill not done after {max_runs} runs")
+
+
+def history(api: LogsApiEmulator, count: int, days: float = 3) -> None:
+    """`count` logs spread over the `days` before the last hour (which forward runs cover)."""
+    now = api.now_ms()
+    api.generate(count, start_ms=now - int(days * DAY_MS), end_ms=now - 2 * 3_600_000)
+
+
+def test_forward_and_backfill_together_load_everything_exactly_once(workspace: Workspace) -> None:
+    api = workspace.api
+    history(api, 2500)
+    api.generate(300, hours=0.9)
+    workspace.run_until_caught_up()
+
+    summaries = backfill_until_done(workspace, max_pages=10)
+
+    assert len(summaries) >= 5
+    assert all(not s.done for s in summaries[:-1]) and summaries[-1].done
+    assert "page budget of 10 reached" in summaries[0].line()
+    assert "logs left" in summaries[0].line()
+    assert "done: reached the gateway's oldest log" in summaries[-1].line()
+    ids = workspace.ids()
+    assert len(ids) == len(set(ids)) == 2800
+    assert sorted(ids) == sorted(stored_ids(api))
+    assert sum(s.logs_new for s in summaries) == 2500
+    assert summaries[-1].logs_gone == 0
+
+    later = backfill(workspace)
+
+    assert later.done and later.api_requests == 0 and later.logs_fetched == 0
+
+
+def test_backfill_before_any_forward_run_starts_at_now(workspace: Workspace) -> None:
+    api = workspace.api
+    history(api, 300)
+    api.generate(100, hours=0.5)
+
+    backfill_until_done(workspace)
+    workspace.run()
+
+    assert sorted(workspace.ids()) == sorted(stored_ids(api))
+
+
+def test_since_bounds_the_walk_and_an_earlier_since_continues(workspace: Workspace) -> None:
+    api = workspace.api
+    history(api, 900, days=4)
+    workspace.run()
+    since = format_ms(api.now_ms() - 2 * DAY_MS)
+
+    summaries = backfill_until_done(workspace, since=since)
+
+    loaded = workspace.query("SELECT MIN(created_at) FROM ai_gateway.aig_logs")[0][0]
+    assert format_ms(int(loaded.timestamp() * 1000)) >= since
+    assert f"reached --since {since}" in summaries[-1].line()
+    assert backfill(workspace, since=since).api_requests == 0
+
+    backfill_until_done(workspace)
+
+    ids = workspace.ids()
+    assert len(ids) == len(set(ids)) and sorted(ids) == sorted(stored_ids(api))
+
+
+def test_reset_starts_over_without_duplicating(workspace: Workspace) -> None:
+    api = workspace.api
+    history(api, 400)
+    workspace.run()
+    backfill_until_done(workspace)
+
+    again = backfill(workspace, reset=True, max_pages=3)
+
+    assert not again.done and again.api_requests == 3 and again.logs_fetched > 100
+    assert again.logs_new == 0
+    backfill_until_done(workspace)
+    ids = workspace.ids()
+    assert len(ids) == len(set(ids)) == 400
+
+
+def test_ties_across_page_boundaries_in_history(workspace: Workspace) -> None:
+    api = workspace.api
+    stamp = api.now_ms() - 2 * DAY_MS
+    api.generate(60, start_ms=stamp - 3_600_000, end_ms=stamp)
+    api.add_logs([api.make_log(stamp) for _ in range(75)])
+    api.generate(60, start_ms=stamp + 1, end_ms=stamp + 3_600_000)
+    workspace.run()
+
+    summaries = backfill_until_done(workspace, max_pages=2, source={"per_page": 10})
+
+    assert len(summaries) > 5
+    ids = workspace.ids()
+    assert len(ids) == len(set(ids)) == 195
+
+
+def test_empty_gateway_is_done_at_once(workspace: Workspace) -> None:
+    first = backfill(workspace)
+
+    assert first.done and first.api_requests == 1 and first.logs_fetched == 0
+    assert backfill(workspace).api_requests == 0
+
+
+def test_eviction_while_the_backfill_pages(workspace: Workspace) -> None:
+    api = workspace.api
+    capped = api.gateway()
+    capped.store.capacity, capped.store.strategy = 3000, "DELETE_OLDEST"
+    history(api, 2800)
+    api.generate(200, hours=0.5)
+    workspace.run()
+    api.faults.latency_seconds = 0.01
+    api.start_live_traffic(400)  # each new log evicts the oldest while the backfill pages
+    try:
+        summaries = backfill_until_done(workspace, max_pages=15)
+    finally:
+        api.stop_live_traffic()
+    api.faults.latency_seconds = 0
+
+    workspace.run_until_caught_up()
+    survivors = set(stored_ids(api))
+    loaded = set(workspace.ids())
+    assert capped.store.evicted > 200
+    assert survivors <= loaded, "every surviving log was loaded"
+    assert summaries[-1].logs_gone > 0
+    assert "were gone (evicted" in summaries[-1].line()
+
+
+def test_killed_mid_run_then_resumed(workspace: Workspace) -> None:
+    api = workspace.api
+    history(api, 1500)
+    workspace.run()
+    api.faults.latency_seconds = 0.1
+    served_before = len(api.logs_requests())
+    process = subprocess.Popen(
+        [sys.executable, str(BACKFILL_SCRIPT), "--max-pages", "40"],
+        cwd=workspace.root,
+        env=workspace.env(DESTINATION__DUCKDB__CREDENTIALS=str(workspace.database)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while len(api.logs_requests()) < served_before + 6 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    api.faults.latency_seconds = 0
+
+    for _ in range(10):
+        rerun = subprocess.run(
+            [sys.executable, str(BACKFILL_SCRIPT)],
+            cwd=workspace.root,
+            env=workspace.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert rerun.returncode == 0, rerun.stderr
+        if "done:" in rerun.stdout:
+            break
+    ids = workspace.ids()
+    assert len(ids) == len(set(ids)) == 1500
+
+
+def test_time_budget_stops_cleanly(workspace: Workspace) -> None:
+    api = workspace.api
+    history(api, 1000)
+    workspace.run()
+    api.faults.latency_seconds = 0.2
+
+    summary = backfill(workspace, max_minutes=0.02)
+
+    assert not summary.done and 0 < summary.api_requests < 10
+    assert "time budget reached" in summary.line()
+    api.faults.latency_seconds = 0
+    backfill_until_done(workspace)
+    assert len(set(workspace.ids())) == 1000
+
+
+def test_pacing_keeps_a_long_backfill_free_of_429s(workspace: Workspace) -> None:
+    api = workspace.api
+    api.rate_limit = RateLimit(requests=20, window_seconds=2.0, block_seconds=30.0)
+    history(api, 1800)
+    started = time.monotonic()
+
+    summaries = backfill_until_done(
+        workspace,
+        max_pages=200,
+        source={"rate_limit_requests": 20, "rate_limit_window_seconds": 2.0},
+    )
+
+    elapsed = time.monotonic() - started
+    statuses = Counter(r.status for r in api.requests)
+    assert statuses[429] == 0
+    assert summaries[-1].done and len(set(workspace.ids())) == 1800
+    requests = statuses[200]
+    assert requests >= 37
+    # paced: about 10 requests per second, not as fast as the emulator answers
+    assert elapsed >= (requests - 20) / 10 * 0.9
+
+
+def test_a_429_despite_pacing_pauses_and_slows_down(workspace: Workspace) -> None:
+    api = workspace.api
+    api.rate_limit = RateLimit(requests=10, window_seconds=1.0, block_seconds=1.0)
+    history(api, 1000)
+
+    summaries = backfill_until_done(
+        workspace,
+        max_pages=100,
+        source={"rate_limit_requests": 40, "rate_limit_window_seconds": 1.0},
+    )
+
+    assert Counter(r.status for r in api.requests)[429] >= 1
+    assert summaries[-1].done and len(set(workspace.ids())) == 1000
+    assert "answered 429" in summaries[0].line()
+
+
+def test_progress_lines_during_long_runs(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(backfill_module, "PROGRESS_EVERY_SECONDS", 0.0)
+    history(workspace.api, 300)
+
+    with caplog.at_level(logging.INFO, logger="aig_source"):
+        backfill_until_done(workspace)
+
+    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("backfill:")]
+    assert progress and "reached" in progress[0]
+
+
+def test_script_help_summary_and_state_in_dlt_info(workspace: Workspace) -> None:
+    history(workspace.api, 200)
+    helped = subprocess.run(
+        [sys.executable, str(BACKFILL_SCRIPT), "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert helped.returncode == 0
+    for option in ("--max-pages", "--since", "--max-minutes", "--reset", "--demo"):
+        assert option in helped.stdout
+
+    ran = subprocess.run(
+        [sys.executable, str(BACKFILL_SCRIPT)],
+        cwd=workspace.root,
+        env=workspace.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    info = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dlt",
+            "pipeline",
+            "--pipelines-dir",
+            str(workspace.root / "dlt_data" / "pipelines"),
+            "aig_logs",
+            "info",
+            "-v",
+        ],
+        cwd=workspace.root,
+        env=workspace.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.startswith("aig_logs backfill: 200 logs fetched (200 new")
+    assert "done: reached the gateway's oldest log" in ran.stdout
+    assert "aig_logs_backfill" in info.stdout
+    assert '"oldest_loaded"' in info.stdout and '"done": true' in info.stdout
+
+
+def test_invalid_since_names_the_setting(workspace: Workspace) -> None:
+    from aig_source.runner import describe_failure
+
+    with pytest.raises(Exception) as failure:
+        backfill(workspace, since="last tuesday")
+    message = describe_failure(failure.value)
+    assert "SOURCES__AIG_SOURCE__BACKFILL_SINCE" in message and "last tuesday" in message
+
+
+def test_backfill_demo_runs(tmp_path: Any) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION"))}
+    env["DLT_DATA_DIR"] = str(tmp_path / "dlt_data")
+    result = subprocess.run(
+        [sys.executable, str(BACKFILL_SCRIPT), "--demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "done: reached the gateway's oldest log" in result.stdout
+    assert "answered 429" not in result.stdout
