@@ -139,6 +139,15 @@ def _parse_since(since: Optional[str]) -> Optional[int]:
         ) from None
 
 
+TABLE_HINTS: Dict[str, Any] = {
+    "table_name": TABLE_NAME,
+    "write_disposition": "merge",
+    "primary_key": "id",
+    "columns": LOG_COLUMNS,
+}
+"""Both resources load the same table, merged on `id`."""
+
+
 def _initial_cursor() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0) - timedelta(
         seconds=FORWARD_INITIAL_WINDOW_SECONDS
@@ -171,13 +180,7 @@ def aig_logs_forward(
 
     initial_cursor = _initial_cursor()
 
-    @dlt.resource(
-        name=FORWARD_RESOURCE,
-        table_name=TABLE_NAME,
-        write_disposition="merge",
-        primary_key="id",
-        columns=LOG_COLUMNS,
-    )
+    @dlt.resource(name=FORWARD_RESOURCE, **TABLE_HINTS)
     def aig_logs(
         created_at: dlt.sources.incremental[datetime] = dlt.sources.incremental(
             CURSOR_FIELD,
@@ -244,14 +247,7 @@ def aig_logs_history(
         by default (run it with `source.with_resources("aig_logs_backfill")`).
     """
 
-    @dlt.resource(
-        name=BACKFILL_RESOURCE,
-        table_name=TABLE_NAME,
-        write_disposition="merge",
-        primary_key="id",
-        columns=LOG_COLUMNS,
-        selected=False,
-    )
+    @dlt.resource(name=BACKFILL_RESOURCE, selected=False, **TABLE_HINTS)
     def aig_logs_backfill() -> Iterator[List[Dict[str, Any]]]:
         """The gateway's history, newest first, from where the forward resource started.
 

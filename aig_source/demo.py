@@ -14,7 +14,7 @@ from .emulator import (
     LogsApiEmulator,
     RateLimit,
 )
-from .runner import BackfillSummary, RunSummary, make_pipeline, run_backfill, run_forward
+from .runner import RunSummary, make_pipeline, run_backfill, run_forward
 
 DEMO_PIPELINE_NAME = "aig_logs_demo"
 DEMO_DATABASE = "aig_logs_demo.duckdb"
@@ -94,16 +94,15 @@ def run_demo(
     max_pages: Optional[int] = None,
     pipelines_dir: Optional[str] = None,
     database: str = DEMO_DATABASE,
-) -> List[RunSummary]:
+) -> None:
     """Runs forward until caught up (a few runs, as a schedule would), then prints a report."""
     with demo_emulator() as emulator:
         held = len(emulator.gateway().store)
         print_line(f"demo: Logs API emulator on {emulator.base_url}, {held:,} logs")
         pipeline = _demo_pipeline(database, pipelines_dir)
         source_args = {**_source_args(emulator), **DEMO_PACING}
-        summaries = _forward_until_caught_up(pipeline, print_line, max_pages, source_args)
+        _forward_until_caught_up(pipeline, print_line, max_pages, source_args)
         report(pipeline, database, print_line)
-    return summaries
 
 
 def run_backfill_demo(
@@ -111,7 +110,7 @@ def run_backfill_demo(
     max_pages: Optional[int] = None,
     pipelines_dir: Optional[str] = None,
     database: str = DEMO_DATABASE,
-) -> List[BackfillSummary]:
+) -> None:
     """Forward once, then backfill days of history run after run, paced under a scaled-down
     rate limit, until done; then prints a report."""
     with demo_emulator(history_days=DEMO_HISTORY_DAYS) as emulator:
@@ -125,14 +124,12 @@ def run_backfill_demo(
         pipeline = _demo_pipeline(database, pipelines_dir)
         source_args = {**_source_args(emulator), **DEMO_PACING}
         _forward_until_caught_up(pipeline, print_line, None, source_args)
-        summaries: List[BackfillSummary] = []
         for _ in range(DEMO_MAX_RUNS):
-            summaries.append(run_backfill(pipeline, max_pages=max_pages, **source_args))
-            print_line(summaries[-1].line())
-            if summaries[-1].done:
+            summary = run_backfill(pipeline, max_pages=max_pages, **source_args)
+            print_line(summary.line())
+            if summary.done:
                 break
         report(pipeline, database, print_line)
-    return summaries
 
 
 def report(pipeline: dlt.Pipeline, database: str, print_line: Callable[[str], None]) -> None:

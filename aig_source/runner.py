@@ -6,7 +6,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
@@ -339,3 +339,19 @@ def missing_config_message(fields: List[str], demo_hint: bool = True) -> str:
 def fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 1
+
+
+class Summarised(Protocol):
+    def line(self) -> str: ...
+
+
+def run_and_report(action: Callable[[], Optional[Summarised]], demo_hint: bool = True) -> int:
+    """What a pipeline script does around its run: the summary line on success (exit 0), or one
+    line saying why on stderr (exit 1)."""
+    try:
+        summary = action()
+    except Exception as error:  # every failure ends as one line and exit code 1
+        return fail(describe_failure(error, demo_hint=demo_hint))
+    if summary is not None:
+        print(summary.line())
+    return 0

@@ -11,7 +11,7 @@ import logging
 import sys
 from typing import List, Optional
 
-from aig_source.runner import describe_failure, fail, make_pipeline, run_backfill
+from aig_source.runner import make_pipeline, run_and_report, run_backfill
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -68,23 +68,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     progress.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     logging.getLogger("aig_source").addHandler(progress)
     logging.getLogger("aig_source").setLevel(logging.INFO)
-    try:
-        if args.demo:
-            from aig_source.demo import run_backfill_demo
+    if args.demo:
+        from aig_source.demo import run_backfill_demo
 
-            run_backfill_demo(max_pages=args.max_pages)
-            return 0
-        summary = run_backfill(
+        return run_and_report(lambda: run_backfill_demo(max_pages=args.max_pages), demo_hint=False)
+    return run_and_report(
+        lambda: run_backfill(
             make_pipeline(),
             max_pages=args.max_pages,
             since=args.since,
             max_minutes=args.max_minutes,
             reset=args.reset,
         )
-    except Exception as error:  # every failure ends as one line and exit code 1
-        return fail(describe_failure(error, demo_hint=not args.demo))
-    print(summary.line())
-    return 0
+    )
 
 
 if __name__ == "__main__":

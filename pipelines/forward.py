@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import List, Optional
 
-from aig_source.runner import describe_failure, fail, make_pipeline, run_forward
+from aig_source.runner import make_pipeline, run_and_report, run_forward
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -42,17 +42,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    try:
-        if args.demo:
-            from aig_source.demo import run_demo
+    if args.demo:
+        from aig_source.demo import run_demo
 
-            run_demo(max_pages=args.max_pages)
-            return 0
-        summary = run_forward(make_pipeline(), max_pages=args.max_pages)
-    except Exception as error:  # every failure ends as one line and exit code 1
-        return fail(describe_failure(error, demo_hint=not args.demo))
-    print(summary.line())
-    return 0
+        return run_and_report(lambda: run_demo(max_pages=args.max_pages), demo_hint=False)
+    return run_and_report(lambda: run_forward(make_pipeline(), max_pages=args.max_pages))
 
 
 if __name__ == "__main__":

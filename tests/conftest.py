@@ -121,17 +121,61 @@ class Workspace:
         return env
 
     def script(
-        self, *args: str, env: Optional[Dict[str, str]] = None, timeout: float = 120
+        self,
+        *args: str,
+        env: Optional[Dict[str, str]] = None,
+        script: Path = FORWARD_SCRIPT,
+        timeout: float = 120,
     ) -> subprocess.CompletedProcess:
-        """Runs `pipelines/forward.py` from an empty folder (so no .dlt of the project applies)."""
-        return subprocess.run(
-            [sys.executable, str(FORWARD_SCRIPT), *args],
+        """Runs a pipeline script from this empty folder (so no .dlt of the project applies)."""
+        return run_python(
+            str(script),
+            *args,
             cwd=self.root,
             env=self.env() if env is None else env,
-            capture_output=True,
-            text=True,
             timeout=timeout,
         )
+
+    def start(self, *args: str, script: Path = FORWARD_SCRIPT) -> subprocess.Popen:
+        """Starts a pipeline script in the background, output discarded."""
+        return subprocess.Popen(
+            [sys.executable, str(script), *args],
+            cwd=self.root,
+            env=self.env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def dlt_info(self) -> subprocess.CompletedProcess:
+        """`dlt pipeline aig_logs info -v` over the scripts' pipelines folder."""
+        folder = str(self.root / "dlt_data" / "pipelines")
+        return run_python(
+            "-m",
+            "dlt",
+            "pipeline",
+            "--pipelines-dir",
+            folder,
+            "aig_logs",
+            "info",
+            "-v",
+            cwd=self.root,
+            env=self.env(),
+        )
+
+
+def run_python(
+    *args: str, cwd: Path, env: Dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def run_demo(script: Path, folder: Path) -> subprocess.CompletedProcess:
+    """A script's --demo from an empty folder with no Cloudflare settings at all."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION"))}
+    env["DLT_DATA_DIR"] = str(folder / "dlt_data")
+    return run_python(str(script), "--demo", cwd=folder, env=env, timeout=300)
 
 
 @pytest.fixture

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any, List
 
 import pytest
@@ -17,7 +16,7 @@ from aig_source.emulator import LogsApiEmulator, RateLimit
 from aig_source.runner import BackfillSummary, run_backfill
 from aig_source.timestamps import format_ms
 
-from .conftest import BACKFILL_SCRIPT, Workspace, stored_ids
+from .conftest import BACKFILL_SCRIPT, Workspace, run_demo, stored_ids
 
 DAY_MS = 86_400_000
 
@@ -165,13 +164,7 @@ def test_killed_mid_run_then_resumed(workspace: Workspace) -> None:
     workspace.run()
     api.faults.latency_seconds = 0.1
     served_before = len(api.logs_requests())
-    process = subprocess.Popen(
-        [sys.executable, str(BACKFILL_SCRIPT), "--max-pages", "40"],
-        cwd=workspace.root,
-        env=workspace.env(DESTINATION__DUCKDB__CREDENTIALS=str(workspace.database)),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = workspace.start("--max-pages", "40", script=BACKFILL_SCRIPT)
     deadline = time.monotonic() + 60
     while len(api.logs_requests()) < served_before + 6 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -180,14 +173,7 @@ def test_killed_mid_run_then_resumed(workspace: Workspace) -> None:
     api.faults.latency_seconds = 0
 
     for _ in range(10):
-        rerun = subprocess.run(
-            [sys.executable, str(BACKFILL_SCRIPT)],
-            cwd=workspace.root,
-            env=workspace.env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        rerun = workspace.script(script=BACKFILL_SCRIPT)
         assert rerun.returncode == 0, rerun.stderr
         if "done:" in rerun.stdout:
             break
@@ -263,39 +249,13 @@ def test_progress_lines_during_long_runs(
 
 def test_script_help_summary_and_state_in_dlt_info(workspace: Workspace) -> None:
     history(workspace.api, 200)
-    helped = subprocess.run(
-        [sys.executable, str(BACKFILL_SCRIPT), "--help"], capture_output=True, text=True, timeout=60
-    )
+    helped = workspace.script("--help", script=BACKFILL_SCRIPT)
     assert helped.returncode == 0
     for option in ("--max-pages", "--since", "--max-minutes", "--reset", "--demo"):
         assert option in helped.stdout
 
-    ran = subprocess.run(
-        [sys.executable, str(BACKFILL_SCRIPT)],
-        cwd=workspace.root,
-        env=workspace.env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    info = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dlt",
-            "pipeline",
-            "--pipelines-dir",
-            str(workspace.root / "dlt_data" / "pipelines"),
-            "aig_logs",
-            "info",
-            "-v",
-        ],
-        cwd=workspace.root,
-        env=workspace.env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    ran = workspace.script(script=BACKFILL_SCRIPT)
+    info = workspace.dlt_info()
 
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.startswith("aig_logs backfill: 200 logs fetched (200 new")
@@ -313,19 +273,9 @@ def test_invalid_since_names_the_setting(workspace: Workspace) -> None:
     assert "SOURCES__AIG_SOURCE__BACKFILL_SINCE" in message and "last tuesday" in message
 
 
-def test_backfill_demo_runs(tmp_path: Any) -> None:
-    import os
+def test_backfill_demo_runs(tmp_path: Path) -> None:
+    result = run_demo(BACKFILL_SCRIPT, tmp_path)
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION"))}
-    env["DLT_DATA_DIR"] = str(tmp_path / "dlt_data")
-    result = subprocess.run(
-        [sys.executable, str(BACKFILL_SCRIPT), "--demo"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
     assert result.returncode == 0, result.stderr
     assert "done: reached the gateway's oldest log" in result.stdout
     assert "answered 429" not in result.stdout

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FORWARD_SCRIPT, PROJECT_ROOT, Workspace, stored_ids
+from .conftest import FORWARD_SCRIPT, Workspace, run_demo, stored_ids
 
 DISTINCTIVE_TOKEN = "cfat-WRONG-7f3a9c1e5b2d4e6f8a0b1c2d3e4f5a6b"
 
@@ -106,13 +106,7 @@ def test_killed_mid_run_then_rerun_is_complete_without_duplicates(workspace: Wor
     api = workspace.api
     api.generate(1500, hours=0.9)
     api.faults.latency_seconds = 0.15
-    process = subprocess.Popen(
-        [sys.executable, str(FORWARD_SCRIPT), "--max-pages", "40"],
-        cwd=workspace.root,
-        env=workspace.env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = workspace.start("--max-pages", "40")
     deadline = time.monotonic() + 60
     while len(api.logs_requests()) < 8 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -132,24 +126,7 @@ def test_dlt_pipeline_info_shows_the_forward_cursor(workspace: Workspace) -> Non
     workspace.api.generate(60, hours=0.5)
     assert workspace.script().returncode == 0
 
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dlt",
-            "pipeline",
-            "--pipelines-dir",
-            str(workspace.root / "dlt_data" / "pipelines"),
-            "aig_logs",
-            "info",
-            "-v",
-        ],
-        cwd=workspace.root,
-        env=workspace.env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = workspace.dlt_info()
 
     assert result.returncode == 0, result.stderr
     assert "aig_logs" in result.stdout
@@ -169,20 +146,7 @@ def test_destination_type_selects_the_destination(
 
 
 def test_demo_runs_without_cloudflare_config(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION"))}
-    env["DLT_DATA_DIR"] = str(tmp_path / "dlt_data")
-
-    def demo() -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, str(PROJECT_ROOT / "pipelines" / "forward.py"), "--demo"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-
-    first, second = demo(), demo()
+    first, second = run_demo(FORWARD_SCRIPT, tmp_path), run_demo(FORWARD_SCRIPT, tmp_path)
 
     for result in (first, second):
         assert result.returncode == 0, result.stderr
