@@ -317,12 +317,32 @@ def describe_failure(error: BaseException, demo_hint: bool = True) -> str:
     """One line that says why a run failed and what to do; never includes a secret value."""
     for cause in _causes(error):
         if isinstance(cause, ConfigFieldMissingException):
+            destination = getattr(cause.config, "destination_type", None)
+            if destination:
+                return missing_destination_message(str(destination), cause.fields)
             return missing_config_message(cause.fields, demo_hint)
         if isinstance(cause, AigSourceError):
             return str(cause)
     root = list(_causes(error))[-1]
     first_line = (str(root).strip().splitlines() or [""])[0]
     return f"{type(root).__name__}: {first_line}"
+
+
+def missing_destination_message(destination: str, fields: List[str]) -> str:
+    name = destination.rsplit(".", 1)[-1]
+    names = ", ".join(
+        f"DESTINATION__{name.upper()}__{field.upper()} ({field} under [destination.{name}] in"
+        " .dlt/secrets.toml)"
+        for field in fields
+    )
+    text = f"Missing configuration of the {name} destination: set {names}."
+    if name == "bigquery":
+        text += (
+            " DESTINATION__BIGQUERY__CREDENTIALS takes the whole service-account JSON; without it"
+            " Application Default Credentials are used when present. Unset DESTINATION_TYPE to"
+            " load into local DuckDB instead."
+        )
+    return text
 
 
 def missing_config_message(fields: List[str], demo_hint: bool = True) -> str:

@@ -157,3 +157,15 @@ def test_demo_runs_without_cloudflare_config(tmp_path: Path) -> None:
         loaded = re.search(r"demo: ([\d,]+) rows, ([\d,]+) distinct ids", result.stdout)
         assert loaded and loaded.group(1) == loaded.group(2)
     assert (tmp_path / "aig_logs_demo.duckdb").exists()
+
+
+def test_bigquery_selected_without_credentials_fails_clearly(workspace: Workspace) -> None:
+    workspace.api.generate(10, hours=0.5)
+
+    result = workspace.script(env=workspace.env(DESTINATION_TYPE="bigquery"))
+
+    assert result.returncode == 1
+    lines = error_lines(result)
+    assert len(lines) == 1, result.stderr
+    assert "DESTINATION__BIGQUERY__CREDENTIALS" in lines[0]
+    assert "SOURCES__AIG_SOURCE__CREDENTIALS" not in lines[0]
