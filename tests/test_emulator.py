@@ -16,10 +16,12 @@ from aig_source.emulator import (
     DEFAULT_TOKEN,
     LogsApiEmulator,
     RateLimit,
+    make_log_id,
     make_ulid,
 )
 
 ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 CREATED_AT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
@@ -125,7 +127,7 @@ def test_defaults_shapes_and_formats(api: LogsApiEmulator) -> None:
     stamps = [item["created_at"] for item in body["result"]]
     assert stamps == sorted(stamps, reverse=True), "default order is created_at desc"
     for item in body["result"]:
-        assert ULID.match(item["id"]) and CREATED_AT.match(item["created_at"])
+        assert UUID7.match(item["id"]) and CREATED_AT.match(item["created_at"])
         assert "metadata" not in item or isinstance(item["metadata"], str)
         for required in ("provider", "model", "path", "duration", "success", "cached"):
             assert required in item
@@ -302,15 +304,20 @@ def test_faults_and_request_record(api: LogsApiEmulator) -> None:
     assert all("emulator-token" not in str(r) for r in api.requests)
 
 
-def test_ulids_encode_their_millisecond() -> None:
+def test_ids_are_ulids_before_2026_10_08_and_uuid7_after() -> None:
     import random
 
-    ulid = make_ulid(1_700_000_000_123, random.Random(1))
+    rng = random.Random(1)
+    before, after = 1_791_417_599_999, 1_791_417_600_000
+    ulid, uuid7 = make_log_id(before, rng), make_log_id(after, rng)
+
     crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
     value = 0
     for char in ulid[:10]:
         value = value * 32 + crockford.index(char)
-    assert value == 1_700_000_000_123 and ULID.match(ulid)
+    assert value == before and ULID.match(ulid)
+    assert UUID7.match(uuid7) and int(uuid7.replace("-", "")[:12], 16) == after
+    assert make_ulid(after, rng) != uuid7
 
 
 def test_command_line_serves_until_interrupted(tmp_path: Any) -> None:

@@ -12,6 +12,24 @@ from .store import StoredLog
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
+UUID7_SINCE_MS = 1_791_417_600_000
+"""2026-10-08T00:00:00Z: from then on the gateway gives new logs lowercase UUIDv7 ids, ULIDs
+before (reference §13.1)."""
+
+
+def make_log_id(epoch_ms: int, rng: random.Random) -> str:
+    """The id the gateway would give a log created at `epoch_ms`."""
+    return make_uuid7(epoch_ms, rng) if epoch_ms >= UUID7_SINCE_MS else make_ulid(epoch_ms, rng)
+
+
+def make_uuid7(epoch_ms: int, rng: random.Random) -> str:
+    """A UUIDv7: 48-bit millisecond timestamp, version 7, variant 10, random bits, lowercase."""
+    value = (epoch_ms << 80) | (0x7 << 76) | (rng.getrandbits(12) << 64)
+    value |= (0b10 << 62) | rng.getrandbits(62)
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
 def make_ulid(epoch_ms: int, rng: random.Random) -> str:
     """A ULID: 48-bit millisecond timestamp, then 80 random bits, in Crockford base32."""
     value = (epoch_ms << 80) | rng.getrandbits(80)
@@ -152,7 +170,7 @@ def synthetic_log(
     }
     if rng.random() < profile.metadata_rate:
         fields["metadata"] = json.dumps(_metadata(rng))
-    log_id = make_ulid(created_at_ms, rng)
+    log_id = make_log_id(created_at_ms, rng)
     return StoredLog(
         id=log_id,
         created_at_ms=created_at_ms,
