@@ -211,8 +211,9 @@ class ForwardRead:
     The check is what keeps late rows from being lost without re-reading the whole window every
     run. The resource state keeps, for each second of the window before the cursor, how many logs
     were loaded (the cursor's own second counts only the logs before the cursor). One request
-    compares that with the API's `total_count` for the window; only sub-windows whose counts
-    differ are bisected and re-read. The merge on `id` absorbs every re-read row.
+    compares that with the API's `total_count` for the window; when they differ, only the tail of
+    the window that holds the difference is re-read (see `_reconcile`). The merge on `id` absorbs
+    every re-read row.
 
     New logs are read from the cursor itself, so a run stopped by its budget resumes exactly
     where it stopped; an over-full millisecond cut part-way resumes at its next page.
@@ -273,10 +274,9 @@ class ForwardRead:
             reader.cut, reader.tie_cut = False, None
 
     def _track_newest(self, rows: Rows) -> None:
+        self._count(rows)
         for row in rows:
             stamp = parse_ms(row["created_at"])
-            second = stamp // 1000
-            self._counts[second] = self._counts.get(second, 0) + 1
             if self.newest_ms is None or stamp > self.newest_ms:
                 self.newest_ms, self._at_newest = stamp, 1
             elif stamp == self.newest_ms:
