@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import dlt
 from dlt.common.typing import TSecretStrValue
+from dlt.destinations.adapters import bigquery_adapter
 from dlt.sources import DltResource
 
 from .backfill import BackfillWalk
@@ -23,6 +24,7 @@ from .ratelimit import shared_pacer
 from .rows import to_row
 from .settings import (
     BACKFILL_RESOURCE,
+    BIGQUERY_CLUSTER_COLUMNS,
     CURSOR_FIELD,
     DEFAULT_API_BASE_URL,
     DEFAULT_BACKFILL_MAX_PAGES,
@@ -36,6 +38,7 @@ from .settings import (
     LOG_COLUMNS,
     MAX_PER_PAGE,
     SOURCE_SECTION,
+    TABLE_DESCRIPTION,
     TABLE_NAME,
 )
 from .timestamps import format_ms, parse_ms
@@ -124,6 +127,14 @@ def aig_source(
     backfill = aig_logs_history(
         client, per_page, backfill_max_pages, since_ms, backfill_max_seconds
     )
+    for resource in (forward, backfill):
+        # BigQuery table layout, applied when dlt creates the table; other destinations ignore it
+        bigquery_adapter(
+            resource,
+            partition=CURSOR_FIELD,
+            cluster=list(BIGQUERY_CLUSTER_COLUMNS),
+            table_description=TABLE_DESCRIPTION,
+        )
     return [forward, backfill]
 
 

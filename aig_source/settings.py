@@ -57,9 +57,9 @@ LOG_COLUMNS: Dict[str, TColumnSchema] = {
     "tokens_out": {"data_type": "bigint", "description": "Completion tokens (null when unknown)"},
     "cost": {"data_type": "double", "description": "Estimated cost in USD"},
     "custom_cost": {"data_type": "bool", "description": "Cost set by cf-aig-custom-cost"},
-    "request_type": {"data_type": "text"},
-    "request_content_type": {"data_type": "text"},
-    "response_content_type": {"data_type": "text"},
+    "request_type": {"data_type": "text", "description": "How the request reached the gateway"},
+    "request_content_type": {"data_type": "text", "description": "Content type of the request"},
+    "response_content_type": {"data_type": "text", "description": "Content type of the response"},
     "path": {"data_type": "text", "description": "Provider path"},
     "step": {"data_type": "bigint", "description": "Attempt index in a fallback chain"},
     "metadata": {"data_type": "json", "description": "cf-aig-metadata object, as sent"},
@@ -69,6 +69,10 @@ LOG_COLUMNS: Dict[str, TColumnSchema] = {
         "description": "When this pipeline read the row (UTC)",
     },
 }
+
+TABLE_DESCRIPTION = "Cloudflare AI Gateway request logs, one row per log id (merged on id)"
+BIGQUERY_CLUSTER_COLUMNS = ("provider", "model", "success", "id")
+"""The old Worker's clustering; BigQuery allows at most 4 cluster columns, none of them JSON."""
 
 INTEGER_FIELDS = tuple(name for name, c in LOG_COLUMNS.items() if c["data_type"] == "bigint")
 FLOAT_FIELDS = tuple(name for name, c in LOG_COLUMNS.items() if c["data_type"] == "double")
