@@ -29,6 +29,7 @@ from .settings import (
     DEFAULT_API_BASE_URL,
     DEFAULT_BACKFILL_MAX_PAGES,
     DEFAULT_FORWARD_MAX_PAGES,
+    DEFAULT_FRESHNESS_THRESHOLD_SECONDS,
     DEFAULT_LOOKBACK_SECONDS,
     DEFAULT_PER_PAGE,
     DEFAULT_RATE_LIMIT_REQUESTS,
@@ -57,6 +58,7 @@ def _validate(**settings: Any) -> None:
         "forward_max_pages": (lambda v: v >= 1, "must be at least 1"),
         "backfill_max_pages": (lambda v: v >= 1, "must be at least 1"),
         "lookback_seconds": (lambda v: v >= 0, "must be 0 or more"),
+        "freshness_threshold_seconds": (lambda v: v >= 0, "must be 0 (off) or more"),
         "rate_limit_requests": (lambda v: v >= 1, "must be at least 1"),
         "rate_limit_window_seconds": (lambda v: v > 0, "must be more than 0"),
         "api_base_url": (
@@ -80,6 +82,7 @@ def aig_source(
     per_page: int = DEFAULT_PER_PAGE,
     forward_max_pages: int = DEFAULT_FORWARD_MAX_PAGES,
     lookback_seconds: int = DEFAULT_LOOKBACK_SECONDS,
+    freshness_threshold_seconds: float = DEFAULT_FRESHNESS_THRESHOLD_SECONDS,
     backfill_max_pages: int = DEFAULT_BACKFILL_MAX_PAGES,
     backfill_since: Optional[str] = None,
     backfill_max_seconds: Optional[float] = None,
@@ -98,6 +101,9 @@ def aig_source(
             cleanly and the next run continues from its cursor.
         lookback_seconds: Window before the cursor re-checked every run for logs that became
             visible late; any it finds are loaded and merged on `id`.
+        freshness_threshold_seconds: A forward run that ends further than this behind the
+            gateway's newest log fails (exit 1), so a stuck or starved schedule is noticed;
+            0 turns the check off.
         backfill_max_pages: Request budget of one backfill run.
         backfill_since: ISO date or timestamp the backfill goes no further back than.
         backfill_max_seconds: Time budget of one backfill run; it stops cleanly when spent.
@@ -117,13 +123,16 @@ def aig_source(
         forward_max_pages=forward_max_pages,
         backfill_max_pages=backfill_max_pages,
         lookback_seconds=lookback_seconds,
+        freshness_threshold_seconds=freshness_threshold_seconds,
         rate_limit_requests=rate_limit_requests,
         rate_limit_window_seconds=rate_limit_window_seconds,
     )
     since_ms = _parse_since(backfill_since)
     pacer = shared_pacer(rate_limit_requests, rate_limit_window_seconds)
     client = LogsApiClient(api_base_url, account_id, gateway_id, api_token, pacer)
-    forward = aig_logs_forward(client, per_page, forward_max_pages, lookback_seconds)
+    forward = aig_logs_forward(
+        client, per_page, forward_max_pages, lookback_seconds, freshness_threshold_seconds
+    )
     backfill = aig_logs_history(
         client, per_page, backfill_max_pages, since_ms, backfill_max_seconds
     )
@@ -175,7 +184,11 @@ def _rows(page: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
 
 def aig_logs_forward(
-    client: LogsApiClient, per_page: int, max_pages: int, lookback_seconds: int
+    client: LogsApiClient,
+    per_page: int,
+    max_pages: int,
+    lookback_seconds: int,
+    freshness_threshold_seconds: float = 0,
 ) -> DltResource:
     """Builds the forward resource around one API client.
 
@@ -184,6 +197,7 @@ def aig_logs_forward(
         per_page: Logs per request.
         max_pages: Request budget of one run.
         lookback_seconds: Late-row window re-checked every run.
+        freshness_threshold_seconds: Recorded with the run for the freshness check.
 
     Returns:
         Resource `aig_logs`, merged on `id`, with an incremental `created_at` cursor.
@@ -231,6 +245,7 @@ def aig_logs_forward(
             "logs_reread": forward.rows_reread,
             "page_budget": max_pages,
             "page_budget_reached": reader.cut or forward.window_unchecked,
+            "freshness_threshold_seconds": freshness_threshold_seconds,
             "gateway_newest": format_ms(newest_ms) if newest_ms is not None else None,
         }
 

@@ -87,6 +87,19 @@ class RunSummary:
     page_budget_reached: bool
     max_pages: int
     load_info: Optional[LoadInfo]
+    freshness_threshold_seconds: float = 0
+
+    def problem(self) -> Optional[str]:
+        """Why this otherwise successful run should fail the scheduled job, if it should."""
+        threshold = self.freshness_threshold_seconds
+        if threshold and self.behind_seconds > threshold:
+            return (
+                f"the forward pipeline is {format_duration(self.behind_seconds)} behind the"
+                f" gateway's newest log, more than the {format_duration(threshold)} allowed"
+                " (SOURCES__AIG_SOURCE__FRESHNESS_THRESHOLD_SECONDS). Raise"
+                " SOURCES__AIG_SOURCE__FORWARD_MAX_PAGES or run it more often."
+            )
+        return None
 
     @property
     def behind_seconds(self) -> float:
@@ -166,6 +179,7 @@ def run_forward(
         page_budget_reached=bool(last_run.get("page_budget_reached")),
         max_pages=int(last_run.get("page_budget", 0)),
         load_info=loaded.info,
+        freshness_threshold_seconds=float(last_run.get("freshness_threshold_seconds") or 0),
     )
 
 
@@ -182,6 +196,9 @@ class BackfillSummary:
     page_budget: int = 0
     page_budget_reached: bool = False
     time_budget_reached: bool = False
+
+    def problem(self) -> Optional[str]:
+        return None
 
     def add(self, last_run: Dict[str, Any], loaded: _Loaded) -> None:
         self.logs_fetched += int(last_run.get("logs_fetched", 0))
@@ -364,6 +381,8 @@ def fail(message: str) -> int:
 class Summarised(Protocol):
     def line(self) -> str: ...
 
+    def problem(self) -> Optional[str]: ...
+
 
 def run_and_report(action: Callable[[], Optional[Summarised]], demo_hint: bool = True) -> int:
     """What a pipeline script does around its run: the summary line on success (exit 0), or one
@@ -372,6 +391,8 @@ def run_and_report(action: Callable[[], Optional[Summarised]], demo_hint: bool =
         summary = action()
     except Exception as error:  # every failure ends as one line and exit code 1
         return fail(describe_failure(error, demo_hint=demo_hint))
-    if summary is not None:
-        print(summary.line())
-    return 0
+    if summary is None:
+        return 0
+    print(summary.line())
+    problem = summary.problem()
+    return fail(problem) if problem else 0

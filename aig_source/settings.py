@@ -12,6 +12,8 @@ MAX_PER_PAGE = 50
 DEFAULT_PER_PAGE = MAX_PER_PAGE
 DEFAULT_FORWARD_MAX_PAGES = 20
 DEFAULT_LOOKBACK_SECONDS = 300
+DEFAULT_FRESHNESS_THRESHOLD_SECONDS = 3600.0
+"""A forward run ending more than an hour behind the gateway's newest log fails the job."""
 DEFAULT_BACKFILL_MAX_PAGES = 40
 BACKFILL_CHUNK_PAGES = 100
 """Pages loaded per commit in a long backfill run: bounds memory and what a kill can lose."""

@@ -169,3 +169,20 @@ def test_bigquery_selected_without_credentials_fails_clearly(workspace: Workspac
     assert len(lines) == 1, result.stderr
     assert "DESTINATION__BIGQUERY__CREDENTIALS" in lines[0]
     assert "SOURCES__AIG_SOURCE__CREDENTIALS" not in lines[0]
+
+
+def test_falling_behind_fails_the_scheduled_run_after_loading(workspace: Workspace) -> None:
+    workspace.api.generate(1500, hours=0.9)
+    strict = workspace.env(SOURCES__AIG_SOURCE__FRESHNESS_THRESHOLD_SECONDS="600")
+
+    behind = workspace.script("--max-pages", "2", env=strict)
+
+    assert behind.returncode == 1
+    assert behind.stdout.startswith("aig_logs forward:") and "behind" in behind.stdout
+    lines = error_lines(behind)
+    assert len(lines) == 1, behind.stderr
+    assert "FRESHNESS_THRESHOLD_SECONDS" in lines[0] and "FORWARD_MAX_PAGES" in lines[0]
+    assert len(workspace.ids()) > 0, "what was read is loaded all the same"
+
+    relaxed = workspace.env(SOURCES__AIG_SOURCE__FRESHNESS_THRESHOLD_SECONDS="0")
+    assert workspace.script("--max-pages", "2", env=relaxed).returncode == 0
