@@ -42,7 +42,7 @@ from .settings import (
     TABLE_DESCRIPTION,
     TABLE_NAME,
 )
-from .timestamps import format_ms, parse_ms
+from .timestamps import format_ms, now_ms, parse_ms
 
 __all__ = ["AigSourceError", "ConfigurationError", "aig_source"]
 
@@ -174,10 +174,6 @@ def _initial_cursor() -> datetime:
     )
 
 
-def _now_ms() -> int:
-    return int(datetime.now(timezone.utc).timestamp() * 1000)
-
-
 def _rows(page: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     ingested_at = datetime.now(timezone.utc)
     return [to_row(item, ingested_at) for item in page]
@@ -238,7 +234,7 @@ def aig_logs_forward(
             newest = client.list_logs([], per_page=1, descending=True).rows
             newest_ms = parse_ms(newest[0]["created_at"]) if newest else newest_ms
         state["last_run"] = {
-            "finished_at": format_ms(_now_ms()),
+            "finished_at": format_ms(now_ms()),
             "api_requests": client.requests_made,
             "rate_limited": client.rate_limited,
             "logs_fetched": fetched,
@@ -287,23 +283,24 @@ def aig_logs_history(
         sources = dlt.current.source_state().get("resources", {})
         forward_cursor = sources.get(FORWARD_RESOURCE, {}).get("incremental", {})
         forward_start = forward_cursor.get(CURSOR_FIELD, {}).get("initial_value")
-        start_ms = parse_ms(forward_start) if forward_start is not None else _now_ms()
+        start_ms = parse_ms(forward_start) if forward_start is not None else now_ms()
         deadline = time.monotonic() + max_seconds if max_seconds else None
         reader = LogReader(client, per_page, max_pages, deadline=deadline)
         state = dlt.current.resource_state()
         walk = BackfillWalk(reader, state, since_ms)
         for page in walk.pages(start_ms):
             yield _rows(page)
+        out_of_time = deadline is not None and time.monotonic() >= deadline
         state["last_run"] = {
-            "finished_at": format_ms(_now_ms()),
+            "finished_at": format_ms(now_ms()),
             "api_requests": client.requests_made,
             "rate_limited": client.rate_limited,
             "logs_fetched": walk.fetched,
             "logs_new": walk.new,
             "logs_remaining_estimate": walk.remaining,
             "page_budget": max_pages,
-            "page_budget_reached": reader.cut and not (deadline and time.monotonic() >= deadline),
-            "time_budget_reached": bool(reader.cut and deadline and time.monotonic() >= deadline),
+            "page_budget_reached": reader.cut and not out_of_time,
+            "time_budget_reached": reader.cut and out_of_time,
             "per_page": per_page,
             "pacing": {
                 "requests": client.pacer.requests,

@@ -66,11 +66,8 @@ class BackfillWalk:
         # resumes past them); they are not new
         at_oldest = at_oldest_start = int(state.get("at_oldest", 0))
         rereads_left = 0 if tie_page else at_oldest
-        first_total: Optional[int] = None
         last_progress = time.monotonic()
         for rows in self.reader.read(self.since_ms, high, tie_page=tie_page, descending=True):
-            if first_total is None:
-                first_total = self.reader.first_total
             for row in rows:
                 stamp = parse_ms(row["created_at"])
                 if stamp == oldest_ms and rereads_left > 0:
@@ -92,9 +89,7 @@ class BackfillWalk:
                     state["oldest_loaded"],
                 )
             yield rows
-        if first_total is None:
-            first_total = self.reader.first_total
-        self._account(first_total, at_oldest_start)
+        self._account(self.reader.first_total, at_oldest_start)
         if self.reader.tie_cut is not None:
             stamp, page = self.reader.tie_cut
             state["tie"] = {"at": stamp, "page": page}

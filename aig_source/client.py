@@ -55,11 +55,20 @@ class LogsPage:
     total_count: Optional[int]
 
 
+_NOT_JSON = object()
+
+
 def _json_body(response: Response) -> Optional[Any]:
-    try:
-        return response.json()
-    except ValueError:
-        return None
+    """The decoded body, or None when it is not JSON; decoded once per response, since the
+    retry check for truncated bodies decodes it before the caller does."""
+    body = response.__dict__.get("_aig_json", None)
+    if body is None:
+        try:
+            body = response.json()
+        except ValueError:
+            body = _NOT_JSON
+        response.__dict__["_aig_json"] = body
+    return None if body is _NOT_JSON else body
 
 
 def _retry_after_seconds(response: Response) -> Optional[float]:

@@ -14,7 +14,7 @@ from .emulator import (
     LogsApiEmulator,
     RateLimit,
 )
-from .runner import RunSummary, make_pipeline, run_backfill, run_forward
+from .runner import make_pipeline, run_backfill, run_forward
 
 DEMO_PIPELINE_NAME = "aig_logs_demo"
 DEMO_DATABASE = "aig_logs_demo.duckdb"
@@ -79,14 +79,12 @@ def _forward_until_caught_up(
     print_line: Callable[[str], None],
     max_pages: Optional[int],
     source_args: Dict[str, Any],
-) -> List[RunSummary]:
-    summaries: List[RunSummary] = []
+) -> None:
     for _ in range(DEMO_MAX_RUNS):
-        summaries.append(run_forward(pipeline, max_pages=max_pages, **source_args))
-        print_line(summaries[-1].line())
-        if not summaries[-1].page_budget_reached:
+        summary = run_forward(pipeline, max_pages=max_pages, **source_args)
+        print_line(summary.line())
+        if not summary.page_budget_reached:
             break
-    return summaries
 
 
 def run_demo(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol
 
 import dlt
@@ -148,17 +148,25 @@ def resource_state(pipeline: dlt.Pipeline, resource: str) -> Dict[str, Any]:
 class _Loaded:
     state: Dict[str, Any]
     new_rows: int
+    rows_after: int
     info: LoadInfo
 
 
-def _run_resource(pipeline: dlt.Pipeline, resource: str, **source_args: Any) -> _Loaded:
-    """Runs one resource of the source; counts the table's rows before and after to tell new
-    logs from re-read ones (a metadata-only query on BigQuery)."""
-    source = aig_source(**source_args).with_resources(resource)
+def _rows_before(pipeline: dlt.Pipeline) -> int:
+    """The table's rows before a run; syncs first, so a fresh machine counts the destination's."""
     pipeline.sync_destination()
-    before = count_rows(pipeline)
+    return count_rows(pipeline)
+
+
+def _run_resource(
+    pipeline: dlt.Pipeline, resource: str, rows_before: int, **source_args: Any
+) -> _Loaded:
+    """Runs one resource of the source; the table's row count after it, against `rows_before`,
+    tells new logs from re-read ones (a metadata-only query on BigQuery)."""
+    source = aig_source(**source_args).with_resources(resource)
     info = pipeline.run(source, loader_file_format=loader_file_format(pipeline))  # type: ignore[arg-type]
-    return _Loaded(resource_state(pipeline, resource), count_rows(pipeline) - before, info)
+    rows_after = count_rows(pipeline)
+    return _Loaded(resource_state(pipeline, resource), rows_after - rows_before, rows_after, info)
 
 
 def run_forward(
@@ -167,7 +175,7 @@ def run_forward(
     """Runs the forward resource once and summarises it; raises on any failure."""
     if max_pages is not None:
         source_args["forward_max_pages"] = max_pages
-    loaded = _run_resource(pipeline, FORWARD_RESOURCE, **source_args)
+    loaded = _run_resource(pipeline, FORWARD_RESOURCE, _rows_before(pipeline), **source_args)
     last_run = loaded.state.get("last_run", {})
     cursor = loaded.state.get("incremental", {}).get("created_at", {}).get("last_value")
     return RunSummary(
@@ -187,12 +195,12 @@ def run_forward(
 class BackfillSummary:
     """What one backfill run (one or more chunks) did and how far the history is."""
 
-    logs_fetched: int
-    logs_new: int
-    api_requests: int
-    rate_limited: int
-    state: Dict[str, Any]
-    load_info: Optional[LoadInfo]
+    logs_fetched: int = 0
+    logs_new: int = 0
+    api_requests: int = 0
+    rate_limited: int = 0
+    state: Dict[str, Any] = field(default_factory=dict)
+    load_info: Optional[LoadInfo] = None
     page_budget: int = 0
     page_budget_reached: bool = False
     time_budget_reached: bool = False
@@ -287,13 +295,15 @@ def run_backfill(
     deadline = time.monotonic() + max_minutes * 60 if max_minutes is not None else None
     if reset:
         reset_backfill(pipeline)
-    totals = BackfillSummary(0, 0, 0, 0, {}, None, page_budget=budget)
+    rows = _rows_before(pipeline)
+    totals = BackfillSummary(page_budget=budget)
     while True:
         chunk = min(BACKFILL_CHUNK_PAGES, budget - totals.api_requests)
         source_args["backfill_max_pages"] = max(1, chunk)
         if deadline is not None:
             source_args["backfill_max_seconds"] = max(0.001, deadline - time.monotonic())
-        loaded = _run_resource(pipeline, BACKFILL_RESOURCE, **source_args)
+        loaded = _run_resource(pipeline, BACKFILL_RESOURCE, rows, **source_args)
+        rows = loaded.rows_after
         last_run = loaded.state.get("last_run", {})
         totals.add(last_run, loaded)
         out_of_time = deadline is not None and time.monotonic() >= deadline
@@ -348,9 +358,9 @@ def describe_failure(error: BaseException, demo_hint: bool = True) -> str:
 def missing_destination_message(destination: str, fields: List[str]) -> str:
     name = destination.rsplit(".", 1)[-1]
     names = ", ".join(
-        f"DESTINATION__{name.upper()}__{field.upper()} ({field} under [destination.{name}] in"
+        f"DESTINATION__{name.upper()}__{key.upper()} ({key} under [destination.{name}] in"
         " .dlt/secrets.toml)"
-        for field in fields
+        for key in fields
     )
     text = f"Missing configuration of the {name} destination: set {names}."
     if name == "bigquery":
@@ -364,9 +374,9 @@ def missing_destination_message(destination: str, fields: List[str]) -> str:
 
 def missing_config_message(fields: List[str], demo_hint: bool = True) -> str:
     names = []
-    for field in fields:
-        toml = ".dlt/secrets.toml" if field in _SECRET_FIELDS else ".dlt/config.toml"
-        names.append(f"{ENV_PREFIX}{field.upper()} ({field} under [sources.aig_source] in {toml})")
+    for key in fields:
+        toml = ".dlt/secrets.toml" if key in _SECRET_FIELDS else ".dlt/config.toml"
+        names.append(f"{ENV_PREFIX}{key.upper()} ({key} under [sources.aig_source] in {toml})")
     text = "Missing configuration: set " + ", ".join(names) + "."
     if demo_hint:
         text += " To try the pipeline without a Cloudflare account, run it with --demo."

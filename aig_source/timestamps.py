@@ -25,6 +25,11 @@ def parse_ms(value: Union[str, datetime]) -> int:
     return round(moment.timestamp() * 1000)
 
 
+def now_ms() -> int:
+    """The wall clock, as epoch milliseconds."""
+    return parse_ms(datetime.now(timezone.utc))
+
+
 def from_ms(epoch_ms: int) -> datetime:
     """An aware UTC datetime at millisecond precision."""
     return datetime.fromtimestamp(epoch_ms / 1000, tz=timezone.utc).replace(
