@@ -7,6 +7,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import dlt
 
+from . import destinations
 from .emulator import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_GATEWAY_ID,
@@ -61,7 +62,7 @@ def _demo_pipeline(database: str, pipelines_dir: Optional[str]) -> dlt.Pipeline:
     # every demo starts from scratch: its emulator's history is new each time
     Path(database).unlink(missing_ok=True)
     return make_pipeline(
-        DEMO_PIPELINE_NAME, dlt.destinations.duckdb(database), pipelines_dir=pipelines_dir
+        DEMO_PIPELINE_NAME, destinations.duckdb(database), pipelines_dir=pipelines_dir
     ).drop()
 
 

@@ -16,6 +16,7 @@ from dlt.pipeline.helpers import pipeline_drop
 
 from . import aig_source
 from .client import AigSourceError
+from .destinations import RANGE_MERGE_DESTINATIONS
 from .settings import (
     BACKFILL_CHUNK_PAGES,
     BACKFILL_RESOURCE,
@@ -46,13 +47,19 @@ def make_pipeline(
 
     With no explicit destination, dlt's own `destination_type` setting chooses it
     (`DESTINATION_TYPE=bigquery`, or `destination_type` in `.dlt/config.toml`); DuckDB when unset.
+    BigQuery and DuckDB are swapped for this project's variants of them, whose merge reads only the
+    target rows the batch's `created_at` range can hold (`aig_source.destinations`).
     """
     options: Dict[str, Any] = {"pipeline_name": pipeline_name, "dataset_name": DATASET_NAME}
     if pipelines_dir is not None:
         options["pipelines_dir"] = pipelines_dir
     pipeline: dlt.Pipeline = dlt.pipeline(destination=destination, **options)
-    if pipeline.destination is None:
-        pipeline = dlt.pipeline(destination="duckdb", **options)
+    if destination is None:
+        # same destination, same config sections, but the merge bounded by `created_at`
+        name = pipeline.destination.destination_name if pipeline.destination else "duckdb"
+        bounded = RANGE_MERGE_DESTINATIONS.get(name)
+        if bounded is not None and type(pipeline.destination) is not bounded:
+            pipeline = dlt.pipeline(destination=bounded(), **options)
     return pipeline
 
 

@@ -83,3 +83,7 @@ TEXT_FIELDS = tuple(name for name, c in LOG_COLUMNS.items() if c["data_type"] ==
 
 ENV_PREFIX = "SOURCES__AIG_SOURCE__"
 """Environment names users script against (a contract; see README)."""
+
+MERGE_RANGE_COLUMN = "created_at"
+"""The merge bounds the target by this column's range in each batch (see `destinations/merge.py`);
+safe because the API never changes a log's `created_at`."""

@@ -17,8 +17,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import dlt
-
+from aig_source import destinations
 from aig_source.emulator import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_GATEWAY_ID,
@@ -32,7 +31,7 @@ from bench.common import UNPACED, child_env, run_script
 def steady_state(runs: int, per_run: int) -> None:
     with LogsApiEmulator(seed=3) as api, tempfile.TemporaryDirectory() as folder:
         pipeline = make_pipeline(
-            destination=dlt.destinations.duckdb(str(Path(folder) / "bench.duckdb")),
+            destination=destinations.duckdb(str(Path(folder) / "bench.duckdb")),
             pipelines_dir=str(Path(folder) / "pipelines"),
         )
         args = {

@@ -13,6 +13,7 @@ import dlt
 import duckdb
 import pytest
 
+from aig_source import destinations
 from aig_source.emulator import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_GATEWAY_ID,
@@ -63,7 +64,7 @@ class Workspace:
 
     def pipeline(self, pipelines_folder: str = "pipelines") -> dlt.Pipeline:
         return make_pipeline(
-            destination=dlt.destinations.duckdb(str(self.database)),
+            destination=destinations.duckdb(str(self.database)),
             pipelines_dir=str(self.root / pipelines_folder),
         )
 

@@ -1,0 +1,147 @@
+"""A delete-insert merge whose DELETE touches only the target rows the batch can replace.
+
+dlt's delete-insert merge deletes with `... WHERE EXISTS (SELECT 1 FROM staging s WHERE d.id =
+s.id)`. Nothing in that statement bounds the target, so BigQuery reads the `id` column of every
+partition on every run (dlt-hub/dlt#2039): a 5-minute schedule then pays for the whole history
+288 times a day, and the bill grows with the table's age.
+
+The jobs here add one constant range to that DELETE:
+`d.created_at BETWEEN <batch min> AND <batch max>`. The bounds are read from the staging table
+when the SQL is built (after the batch is loaded into staging, before the merge runs), rounded
+outwards to whole seconds and written into the statement as literals, so BigQuery prunes every
+`DATE(created_at)` partition outside the batch and DuckDB skips row groups by their zone maps.
+
+Why this is exact: the Logs API never changes a log's `created_at` (only feedback fields such
+as `metadata`, `cost` and the rating change), so every target row that shares an id with the
+batch has its `created_at` inside the batch's own range. Rows outside the range cannot match
+and are not read. The trade-off: if Cloudflare ever rewrote a log's `created_at`, the old copy
+would survive as a duplicate id; `sql/duplicate_ids.sql` finds that case.
+
+The INSERT that follows reads only staging. The one extra query (MIN/MAX over the staging table)
+reads that small table only.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timezone
+from typing import Any, ClassVar, List, Optional, Sequence, Tuple
+
+from dlt.common.destination.client import FollowupJobRequest
+from dlt.common.destination.typing import PreparedTableSchema
+from dlt.destinations.sql_client import SqlClientBase
+
+from ..settings import MERGE_RANGE_COLUMN
+
+TimeRange = Tuple[datetime, datetime]
+
+
+def _utc_second(value: datetime, round_up: bool) -> datetime:
+    """Rounds outwards to a whole UTC second, so literal formatting cannot narrow the range."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    value = value.astimezone(timezone.utc)
+    seconds = value.timestamp()
+    whole = math.ceil(seconds) if round_up else math.floor(seconds)
+    return datetime.fromtimestamp(whole, tz=timezone.utc)
+
+
+def staging_time_range(
+    sql_client: SqlClientBase[Any], staging_table_name: str, column: str
+) -> Optional[TimeRange]:
+    """The batch's `column` range, rounded outwards to whole seconds; None for an empty batch."""
+    rows = sql_client.execute_sql(
+        f"SELECT MIN({column}) AS range_start, MAX({column}) AS range_end FROM {staging_table_name}"
+    )
+    if not rows or rows[0][0] is None:
+        return None
+    start, end = rows[0][0], rows[0][1]
+    return _utc_second(start, round_up=False), _utc_second(end, round_up=True)
+
+
+class TimeRangeMergeJob:
+    """Mixin for a dlt merge job: bounds the target side of the delete by the batch's time range.
+
+    dlt builds merge SQL through classmethods, so each load makes a subclass carrying its range
+    (`bounded_to`), whose `gen_key_table_clauses` writes the range into the delete.
+    """
+
+    range_column: ClassVar[str] = MERGE_RANGE_COLUMN
+    timestamp_literal: ClassVar[str] = "TIMESTAMP '{}'"
+    """How the destination spells a UTC timestamp constant (`{}`: `YYYY-MM-DD HH:MM:SS+00:00`)."""
+    range_condition: ClassVar[Optional[str]] = None
+    """Set on the per-load subclass: the constant predicate on the target's rows."""
+
+    @classmethod
+    def generate_sql(
+        cls, table_chain: Sequence[PreparedTableSchema], sql_client: SqlClientBase[Any]
+    ) -> List[str]:
+        root_table = table_chain[0]
+        if cls.range_condition is not None or cls.range_column not in root_table["columns"]:
+            return super().generate_sql(table_chain, sql_client)  # type: ignore[misc,no-any-return]
+        _, staging_table_name = sql_client.get_qualified_table_names(str(root_table["name"]))
+        column_sql = sql_client.escape_column_name(cls.range_column)
+        time_range = staging_time_range(sql_client, staging_table_name, column_sql)
+        bounded_job = cls.bounded_to(time_range, f"d.{column_sql}")
+        return bounded_job.generate_sql(table_chain, sql_client)
+
+    @classmethod
+    def bounded_to(
+        cls, time_range: Optional[TimeRange], column_sql: str
+    ) -> type[TimeRangeMergeJob]:
+        """This job class with the target side of its delete fixed to `time_range`.
+
+        An empty batch gets FALSE: there is nothing to replace, so nothing is read.
+        """
+        condition = "FALSE"
+        if time_range is not None:
+            start, end = (cls.timestamp_literal.format(t.isoformat(sep=" ")) for t in time_range)
+            condition = f"{column_sql} BETWEEN {start} AND {end}"
+        return type(cls.__name__, (cls,), {"range_condition": condition})
+
+    @classmethod
+    def gen_key_table_clauses(
+        cls,
+        root_table_name: str,
+        staging_root_table_name: str,
+        primary_keys: Sequence[str],
+        merge_keys: Sequence[str],
+        for_delete: bool,
+        source_filter: Optional[str] = None,
+    ) -> List[str]:
+        clauses: List[str] = super().gen_key_table_clauses(  # type: ignore[misc]
+            root_table_name,
+            staging_root_table_name,
+            primary_keys,
+            merge_keys,
+            for_delete,
+            source_filter,
+        )
+        if cls.range_condition is None:
+            return clauses
+        # dlt's clauses read `FROM <target> AS d WHERE <key condition>`; the range goes first,
+        # where BigQuery looks for a partition filter
+        target = re.compile(rf"^FROM {re.escape(root_table_name)} AS d WHERE ", re.IGNORECASE)
+        bounded = []
+        for clause in clauses:
+            match = target.match(clause)
+            if match is None:
+                raise ValueError(f"dlt's merge clause changed shape, cannot bound it: {clause}")
+            where = match.end()
+            bounded.append(f"{clause[:where]}{cls.range_condition} AND {clause[where:]}")
+        return bounded
+
+
+class TimeRangeMergeClient:
+    """Mixin for a dlt SQL job client: creates `merge_job` (a `TimeRangeMergeJob`) for merges."""
+
+    merge_job: ClassVar[Any]
+
+    def _create_merge_followup_jobs(
+        self, table_chain: Sequence[PreparedTableSchema]
+    ) -> List[FollowupJobRequest]:
+        sql_client: SqlClientBase[Any] = self.sql_client  # type: ignore[attr-defined]
+        # the loader asks a fresh client that has not connected; reading the range needs one
+        with sql_client:
+            return [self.merge_job.from_table_chain(table_chain, sql_client)]
