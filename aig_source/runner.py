@@ -17,6 +17,7 @@ from dlt.pipeline.helpers import pipeline_drop
 from . import aig_source
 from .client import AigSourceError
 from .destinations import RANGE_MERGE_DESTINATIONS
+from .destinations.errors import describe_destination_error
 from .settings import (
     BACKFILL_CHUNK_PAGES,
     BACKFILL_RESOURCE,
@@ -42,15 +43,18 @@ def make_pipeline(
     pipeline_name: str = PIPELINE_NAME,
     destination: Optional[Any] = None,
     pipelines_dir: Optional[str] = None,
+    dataset_name: Optional[str] = None,
 ) -> dlt.Pipeline:
-    """The `aig_logs` pipeline into dataset `ai_gateway`.
+    """The `aig_logs` pipeline into the dataset named by `dataset_name` (config `dataset_name`,
+    env `DATASET_NAME`; `ai_gateway` when unset).
 
     With no explicit destination, dlt's own `destination_type` setting chooses it
     (`DESTINATION_TYPE=bigquery`, or `destination_type` in `.dlt/config.toml`); DuckDB when unset.
     BigQuery and DuckDB are swapped for this project's variants of them, whose merge reads only the
     target rows the batch's `created_at` range can hold (`aig_source.destinations`).
     """
-    options: Dict[str, Any] = {"pipeline_name": pipeline_name, "dataset_name": DATASET_NAME}
+    dataset_name = dataset_name or dlt.config.get("dataset_name", str) or DATASET_NAME
+    options: Dict[str, Any] = {"pipeline_name": pipeline_name, "dataset_name": dataset_name}
     if pipelines_dir is not None:
         options["pipelines_dir"] = pipelines_dir
     pipeline: dlt.Pipeline = dlt.pipeline(destination=destination, **options)
@@ -357,6 +361,9 @@ def describe_failure(error: BaseException, demo_hint: bool = True) -> str:
             return missing_config_message(cause.fields, demo_hint)
         if isinstance(cause, AigSourceError):
             return str(cause)
+        destination_problem = describe_destination_error(cause)
+        if destination_problem:
+            return destination_problem
     root = list(_causes(error))[-1]
     first_line = (str(root).strip().splitlines() or [""])[0]
     return f"{type(root).__name__}: {first_line}"

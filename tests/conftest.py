@@ -29,6 +29,14 @@ BACKFILL_SCRIPT = PROJECT_ROOT / "pipelines" / "backfill.py"
 UNPACED = 1_000_000
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="rewrite tests/golden/*.sql from what dlt generates now (review the diff)",
+    )
+
+
 @pytest.fixture(autouse=True)
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Retries stay real but quick; no test inherits a developer's Cloudflare settings."""
@@ -43,7 +51,7 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     forget_shared_pacer()
 
 
-pytest_plugins = ["aig_source.emulator.pytest_plugin"]
+pytest_plugins = ["aig_source.emulator.pytest_plugin", "tests.bigquery_emulator"]
 
 
 @pytest.fixture

@@ -1,12 +1,17 @@
-"""BigQuery table layout, checked offline: dlt's normalized schema and the DDL it would run.
+"""BigQuery table layout and SQL, checked offline: the normalized schema and the statements dlt
+would run.
 
-No BigQuery is reached: the pipeline extracts and normalizes against the emulator with dlt's
-real BigQuery destination configured with placeholder credentials, and the CREATE TABLE that
-dlt's BigQuery client generates is parsed with sqlglot in the BigQuery dialect.
+No BigQuery is reached: the pipeline extracts and normalizes against the Logs API emulator with
+this project's BigQuery destination (dlt's, with the range-bounded merge) configured with
+placeholder credentials. The DDL and merge SQL its client generates (without connecting) are
+parsed with sqlglot in the BigQuery dialect, linted for BigQuery's rules, and compared with
+`tests/golden/bigquery_aig_logs.sql`. dlt is pinned; after upgrading it, run
+`pytest tests/test_bigquery_layout.py --update-golden` and review the diff of that file.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -15,7 +20,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from aig_source import aig_source
+from aig_source import aig_source, destinations
 from aig_source.settings import BIGQUERY_CLUSTER_COLUMNS, LOG_COLUMNS, TABLE_NAME
 
 from .conftest import Workspace
@@ -33,7 +38,7 @@ def normalized_for_bigquery(workspace: Workspace, tmp_path: Path) -> dlt.Pipelin
     workspace.api.generate(40, hours=0.5)
     pipeline = dlt.pipeline(
         "aig_logs_bigquery_offline",
-        destination=dlt.destinations.bigquery(credentials=PLACEHOLDER_CREDENTIALS, location="EU"),
+        destination=destinations.bigquery(credentials=PLACEHOLDER_CREDENTIALS, location="EU"),
         dataset_name="ai_gateway",
         pipelines_dir=str(tmp_path / "pipelines"),
     )
@@ -95,3 +100,86 @@ def test_create_table_parses_and_follows_bigquery_rules(
     assert len(clustered) <= 4, "BigQuery allows at most 4 cluster columns"
     assert all(column_types[name] != "JSON" for name in clustered), "JSON cannot cluster"
     assert column_types[partition.find(exp.Column).name] in ("TIMESTAMP", "DATE")  # type: ignore[union-attr]
+
+
+GOLDEN_SQL = Path(__file__).parent / "golden" / "bigquery_aig_logs.sql"
+BATCH_RANGE = (
+    datetime(2026, 11, 29, 12, 0, 0, tzinfo=timezone.utc),
+    datetime(2026, 11, 29, 12, 5, 1, tzinfo=timezone.utc),
+)
+NEW_COLUMN = {"name": "gateway_region", "data_type": "text", "nullable": True}
+
+
+def generated_sql(pipeline: dlt.Pipeline) -> Dict[str, List[str]]:
+    """Every statement kind a run executes against `aig_logs`, generated without a connection."""
+    from aig_source.destinations.bigquery_client import TimeRangeBigQueryMergeJob
+
+    client = pipeline.destination_client()
+    prepared = client.prepare_load_table(TABLE_NAME)  # type: ignore[attr-defined]
+    merge_job = TimeRangeBigQueryMergeJob.bounded_to(BATCH_RANGE, "d.`created_at`")
+    return {
+        "create": [create_table_sql(pipeline)],
+        "add column": client._get_table_update_sql(  # type: ignore[attr-defined]
+            TABLE_NAME, [NEW_COLUMN], True
+        ),
+        "merge": merge_job.generate_sql([prepared], client.sql_client),  # type: ignore[attr-defined]
+    }
+
+
+def render(statements: Dict[str, List[str]]) -> str:
+    blocks = []
+    for title, sql in statements.items():
+        body = "\n".join(" ".join(s.split()).rstrip(";") + ";" for s in sql)
+        blocks.append(f"-- {title}\n{body}\n")
+    return "\n".join(blocks)
+
+
+def test_generated_sql_matches_the_reviewed_golden_file(
+    workspace: Workspace, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    rendered = render(generated_sql(normalized_for_bigquery(workspace, tmp_path)))
+
+    if request.config.getoption("--update-golden"):
+        GOLDEN_SQL.parent.mkdir(exist_ok=True)
+        GOLDEN_SQL.write_text(rendered)
+    assert rendered == GOLDEN_SQL.read_text(), (
+        "dlt generates different BigQuery SQL: review it, then run pytest --update-golden"
+    )
+
+
+def test_every_statement_parses_and_the_merge_reads_a_constant_range(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    statements = generated_sql(normalized_for_bigquery(workspace, tmp_path))
+    trees = {
+        title: [sqlglot.parse_one(sql, read="bigquery") for sql in sql_list]
+        for title, sql_list in statements.items()
+    }
+    for title, parsed in trees.items():
+        for tree in parsed:
+            assert not isinstance(tree, exp.Command), f"sqlglot could not parse the {title} SQL"
+
+    delete, insert = trees["merge"]
+    assert isinstance(delete, exp.Delete) and isinstance(insert, exp.Insert)
+    assert delete.this.name == TABLE_NAME and delete.this.alias == "d"
+    # WHERE <range> AND EXISTS(...): the range is a top-level conjunct, so BigQuery can prune
+    where = delete.args["where"].this
+    assert isinstance(where, exp.And)
+    conjuncts = list(where.flatten())
+    assert isinstance(conjuncts[-1], exp.Exists)
+    ranges = [c for c in conjuncts if isinstance(c, exp.Between)]
+    assert len(ranges) == 1
+    target_column = ranges[0].this
+    assert isinstance(target_column, exp.Column)
+    assert (target_column.table, target_column.name) == ("d", "created_at")
+    for bound, expected in zip(
+        (ranges[0].args["low"], ranges[0].args["high"]), BATCH_RANGE, strict=True
+    ):
+        assert not list(bound.find_all(exp.Column)), "the bound must be a constant"
+        assert bound.find(exp.Literal).this == expected.isoformat(sep=" ")  # type: ignore[union-attr]
+    # the insert reads staging only, never the target
+    sources = {table.db for table in insert.expression.find_all(exp.Table)}
+    assert sources == {"ai_gateway_staging"}
+    alter = trees["add column"][0]
+    assert isinstance(alter, exp.Alter)
+    assert "gateway_region" in alter.sql("bigquery")

@@ -1,0 +1,158 @@
+"""End to end through dlt's real BigQuery destination into `bqemulator` on 127.0.0.1.
+
+What this proves: datasets and staging datasets are created, the DDL runs, jsonl load jobs land,
+the range-bounded merge executes (no duplicate ids, updated rows replaced), new API fields become
+columns, and the state round-trips through BigQuery. What it cannot prove: partition pruning and
+clustering (the emulator accepts and drops them), so those are covered by the offline SQL tests.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List
+
+import dlt
+import pytest
+
+from aig_source.runner import describe_failure, run_backfill, run_forward
+
+from .bigquery_emulator import EmulatedBigQuery, query
+from .conftest import Workspace
+
+pytest.importorskip("google.cloud.bigquery", reason="needs the bigquery extra")
+
+
+def merge_statements(pipeline: dlt.Pipeline) -> List[str]:
+    """The merge SQL dlt executed for the table in the last load package."""
+    load_id = pipeline.list_completed_load_packages()[-1]
+    package = pipeline.get_load_package_info(load_id)
+    jobs = package.jobs["completed_jobs"]
+    sql_files = [job.file_path for job in jobs if job.job_file_info.file_format == "sql"]
+    return [line for path in sql_files for line in Path(path).read_text().splitlines()]
+
+
+def counts(pipeline: dlt.Pipeline) -> tuple:
+    rows = query(pipeline, "SELECT COUNT(*) AS n, COUNT(DISTINCT id) AS ids FROM {table}")
+    return rows[0]
+
+
+def test_forward_runs_merge_into_bigquery_exactly_once(
+    workspace: Workspace, bigquery: EmulatedBigQuery, tmp_path: Path
+) -> None:
+    api = workspace.api
+    first_logs = api.generate(120, hours=0.5)
+    pipeline = bigquery.pipeline(tmp_path)
+
+    first = run_forward(pipeline, **workspace.source_args())
+
+    assert first.logs_new == 120
+    assert counts(pipeline) == (120, 120)
+    delete = next(s for s in merge_statements(pipeline) if s.startswith("DELETE"))
+    oldest = min(log.created_at_ms for log in first_logs) // 1000
+    assert "d.`created_at` BETWEEN TIMESTAMP '" in delete
+    assert f"TIMESTAMP '{_utc_second(oldest)}'" in delete
+
+    # second run: new logs, the newest row re-read (overlap), one row's fields updated, and a
+    # field the API did not send before
+    newest = api.gateway().store.snapshot()[-1]
+    newest.fields["metadata"] = json.dumps({"patched": True, "n": 2})
+    newest.fields["cost"] = 0.5
+    later = api.generate(30, start_ms=newest.created_at_ms + 1, end_ms=api.now_ms() + 1)
+    later[-1].fields["gateway_region"] = "weur"
+
+    second = run_forward(pipeline, **workspace.source_args())
+
+    assert second.logs_fetched > second.logs_new == 30
+    assert counts(pipeline) == (150, 150)
+    patched = query(
+        pipeline,
+        f"SELECT TO_JSON_STRING(metadata) AS metadata, cost FROM {{table}}"
+        f" WHERE id = '{newest.id}'",
+    )
+    assert len(patched) == 1
+    assert json.loads(patched[0][0]) == {"patched": True, "n": 2} and patched[0][1] == 0.5
+    # the re-read row was inside the second merge's constant range, so it was replaced
+    delete = next(s for s in merge_statements(pipeline) if s.startswith("DELETE"))
+    assert f"BETWEEN TIMESTAMP '{_utc_second(newest.created_at_ms // 1000)}'" in delete
+    regions = query(
+        pipeline, "SELECT id, gateway_region FROM {table} WHERE gateway_region IS NOT NULL"
+    )
+    assert regions == [(later[-1].id, "weur")]
+
+    # a fresh pipelines folder restores the cursor from BigQuery's state table
+    restored = bigquery.pipeline(tmp_path / "fresh", dataset=pipeline.dataset_name)
+    third = run_forward(restored, **workspace.source_args())
+    assert third.logs_new == 0 and counts(restored) == (150, 150)
+
+
+def test_backfill_into_bigquery_after_forward(
+    workspace: Workspace, bigquery: EmulatedBigQuery, tmp_path: Path
+) -> None:
+    api = workspace.api
+    api.generate(200, hours=3)
+    pipeline = bigquery.pipeline(tmp_path)
+    run_forward(pipeline, **workspace.source_args())
+    forward_rows = counts(pipeline)[0]
+    assert 0 < forward_rows < 200
+
+    summary = run_backfill(pipeline, **workspace.source_args())
+
+    assert summary.state.get("done")
+    assert counts(pipeline) == (200, 200)
+
+
+def _utc_second(epoch_seconds: int) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(epoch_seconds, tz=timezone.utc).isoformat(sep=" ")
+
+
+def test_permission_denied_names_the_roles_and_loses_nothing(
+    workspace: Workspace, bigquery_denying_access: EmulatedBigQuery, tmp_path: Path
+) -> None:
+    workspace.api.generate(20, hours=0.5)
+    pipeline = bigquery_denying_access.pipeline(tmp_path, dataset="ai_gateway")
+
+    with pytest.raises(Exception) as failure:
+        run_forward(pipeline, **workspace.source_args())
+
+    message = describe_failure(failure.value)
+    assert message.startswith("BigQuery denied access (Access Denied: Project aig-emulated")
+    assert "BigQuery Data Editor" in message and "BigQuery Job User" in message
+    assert "\n" not in message
+    # nothing was committed: the cursor is still unset, so the next run starts where this one did
+    assert "aig_logs" not in str(pipeline.state.get("sources", {}))
+
+
+def test_missing_project_fails_with_one_line_naming_the_setting(workspace: Workspace) -> None:
+    workspace.api.generate(5, hours=0.5)
+    # Application Default Credentials of a user who never chose a project (gcloud auth
+    # application-default login); the refresh token is never used because the run stops first
+    adc = workspace.root / "adc.json"
+    adc.write_text(
+        json.dumps(
+            {
+                "type": "authorized_user",
+                "client_id": "aig-test.apps.googleusercontent.com",
+                "client_secret": "adc-client-secret-7f3c",
+                "refresh_token": "adc-refresh-token-91ab",
+            }
+        )
+    )
+    env = workspace.env(
+        DESTINATION_TYPE="bigquery",
+        GOOGLE_APPLICATION_CREDENTIALS=str(adc),
+        CLOUDSDK_CONFIG=str(workspace.root / "gcloud"),
+    )
+    for name in ("GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT", "DESTINATION__DUCKDB__CREDENTIALS"):
+        env.pop(name, None)
+
+    result = workspace.script(env=env)
+
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: BigQuery project unknown"), result.stderr
+    assert "DESTINATION__BIGQUERY__PROJECT_ID" in lines[-1]
+    output = result.stdout + result.stderr
+    assert "adc-refresh-token-91ab" not in output and "adc-client-secret-7f3c" not in output
