@@ -57,13 +57,13 @@ def make_pipeline(
     options: Dict[str, Any] = {"pipeline_name": pipeline_name, "dataset_name": dataset_name}
     if pipelines_dir is not None:
         options["pipelines_dir"] = pipelines_dir
-    pipeline: dlt.Pipeline = dlt.pipeline(destination=destination, **options)
     if destination is None:
-        # same destination, same config sections, but the merge bounded by `created_at`
-        name = pipeline.destination.destination_name if pipeline.destination else "duckdb"
+        # dlt's own setting names the destination; this project's variant of it has the same
+        # config sections, but a merge bounded by `created_at`
+        name = dlt.config.get("destination_type", str) or "duckdb"
         bounded = RANGE_MERGE_DESTINATIONS.get(name)
-        if bounded is not None and type(pipeline.destination) is not bounded:
-            pipeline = dlt.pipeline(destination=bounded(), **options)
+        destination = bounded() if bounded is not None else name
+    pipeline: dlt.Pipeline = dlt.pipeline(destination=destination, **options)
     return pipeline
 
 
