@@ -1,0 +1,134 @@
+"""Cost model of the BigQuery side: bytes billed per forward run and per month.
+
+Row sizes are measured, not guessed: 20,000 synthetic logs from the emulator's traffic model go
+through the pipeline's own row coercion and are sized with BigQuery's logical-byte rules. The
+volumes and prices are parameters (defaults: 1M logs/day, a run every 5 minutes, Google's
+published on-demand prices). Run: `.venv/bin/python -m bench.bigquery_cost [--logs-per-day N]`.
+
+Scenarios, per forward run (the table is partitioned by DATE(created_at)):
+- this project: the DELETE reads `id` and `created_at` in the partitions of the batch's range
+  (today's, on average half a day of logs), and BigQuery bills the partitions it modifies
+  (today's, since each run replaces at least the re-read cursor row);
+- dlt's default merge: the same, except the DELETE reads `id` over every partition;
+- the old Worker: streaming inserts (no DML), billed per row with a 1 KB minimum, and a dedup
+  view that scans the referenced columns of all history on every query of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime, timezone
+from statistics import mean
+from typing import Any, Dict, List
+
+from aig_source.emulator.traffic import generate_traffic
+from aig_source.rows import to_row
+from aig_source.settings import LOG_COLUMNS
+from aig_source.timestamps import format_ms
+
+# https://cloud.google.com/bigquery/pricing (on-demand compute, storage, streaming inserts)
+PRICE_PER_TIB_SCANNED = 6.25
+FREE_TIB_PER_MONTH = 1.0
+MIN_BYTES_PER_TABLE_REFERENCED = 10 * 1024**2
+PRICE_PER_200_MB_STREAMED = 0.01  # legacy insertAll, each row billed at least 1 KB
+MIN_STREAMED_ROW_BYTES = 1024
+PRICE_PER_GIB_MONTH_STORED = 0.02  # active logical storage
+TIB = 1024**4
+DLT_COLUMNS = {"_dlt_load_id": "1795962831.0989642", "_dlt_id": "Kx3kPz9vQm0aRw"}
+
+
+def logical_bytes(value: Any, data_type: str) -> int:
+    """BigQuery's logical size of one value (https://cloud.google.com/bigquery/pricing#data)."""
+    if value is None:
+        return 0
+    if data_type in ("bigint", "double", "timestamp"):
+        return 8
+    if data_type == "bool":
+        return 1
+    if data_type == "json":
+        return len(json.dumps(value, separators=(",", ":")).encode())
+    return 2 + len(str(value).encode())
+
+
+def measured_row_bytes(sample: int = 20_000) -> Dict[str, float]:
+    now = datetime.now(timezone.utc)
+    end = int(now.timestamp() * 1000)
+    logs = generate_traffic(sample, end - 86_400_000, end, seed=7)
+    sizes: Dict[str, List[int]] = {}
+    for log in logs:
+        row = to_row(log.list_item() | {"created_at": format_ms(log.created_at_ms)}, now)
+        row.update(DLT_COLUMNS)
+        for name, value in row.items():
+            data_type = LOG_COLUMNS.get(name, {}).get("data_type", "text")
+            sizes.setdefault(name, []).append(logical_bytes(value, str(data_type)))
+    return {name: mean(values) for name, values in sizes.items()}
+
+
+def dollars(tib: float, free_tib: float = 0.0) -> float:
+    return max(0.0, tib - free_tib) * PRICE_PER_TIB_SCANNED
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--logs-per-day", type=float, default=1_000_000)
+    parser.add_argument("--runs-per-day", type=float, default=288)
+    parser.add_argument("--history-days", type=int, nargs="+", default=[30, 365, 730])
+    parser.add_argument("--view-queries-per-day", type=float, default=100)
+    args = parser.parse_args()
+
+    columns = measured_row_bytes()
+    row = sum(columns.values())
+    key = columns["id"] + columns["created_at"]
+    per_run_logs = args.logs_per_day / args.runs_per_day
+    todays_partition_rows = args.logs_per_day / 2  # on average a run lands mid-day
+    print(
+        f"row: {row:.0f} logical bytes (id {columns['id']:.0f}, created_at 8); "
+        f"{per_run_logs:.0f} logs per run, {args.runs_per_day:.0f} runs/day"
+    )
+
+    staging_queries = 3 * MIN_BYTES_PER_TABLE_REFERENCED  # MIN/MAX, DELETE's EXISTS, INSERT
+    modified_partition = todays_partition_rows * row  # t': today's partition, rewritten
+    ours = key * todays_partition_rows + MIN_BYTES_PER_TABLE_REFERENCED + staging_queries
+    ours += modified_partition
+    print(
+        "\n| history | bytes/run, this project | bytes/run, dlt default merge |"
+        " TiB/month, this project | TiB/month, dlt default | $/month, this project |"
+        " $/month, dlt default |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    month_runs = args.runs_per_day * 30
+    for days in args.history_days:
+        table_rows = days * args.logs_per_day
+        default = columns["id"] * table_rows + staging_queries + modified_partition
+        print(
+            f"| {days} days | {ours / 1e6:,.0f} MB | {default / 1e9:,.1f} GB"
+            f" | {ours * month_runs / TIB:,.2f} | {default * month_runs / TIB:,.1f}"
+            f" | {dollars(ours * month_runs / TIB, FREE_TIB_PER_MONTH):,.2f}"
+            f" (${dollars(ours * month_runs / TIB):,.2f} without the free TiB)"
+            f" | {dollars(default * month_runs / TIB, FREE_TIB_PER_MONTH):,.0f} |"
+        )
+    streamed_gb = args.logs_per_day * 30 * max(MIN_STREAMED_ROW_BYTES, row) / 1e9
+    streaming = streamed_gb * 1000 / 200 * PRICE_PER_200_MB_STREAMED
+    view_columns = sum(columns[c] for c in ("id", "created_at", "provider", "model", "cost"))
+    print(
+        f"\nold Worker: streaming inserts {streamed_gb:,.0f} GB/month billed -> ${streaming:.2f}"
+        " per month, flat; its dedup view scans all history on every query:"
+    )
+    for days in args.history_days:
+        per_query = view_columns * days * args.logs_per_day
+        month = per_query * args.view_queries_per_day * 30 / TIB
+        print(
+            f"  {days} days: {per_query / 1e9:,.1f} GB per view query (id, created_at, provider,"
+            f" model, cost); {args.view_queries_per_day:.0f} queries/day ->"
+            f" {month:,.1f} TiB/month, ${dollars(month, FREE_TIB_PER_MONTH):,.0f}"
+        )
+    stored = row * args.logs_per_day * 30 / 1024**3
+    print(
+        f"\nstorage, every design: +{stored:,.1f} GiB per month of history,"
+        f" ${stored * PRICE_PER_GIB_MONTH_STORED:,.2f}/month more each month"
+    )
+
+
+if __name__ == "__main__":
+    main()

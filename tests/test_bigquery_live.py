@@ -1,0 +1,59 @@
+"""Against real BigQuery, only when credentials are given: set AIG_LIVE_BIGQUERY_CREDENTIALS to a
+service-account JSON (BigQuery Data Editor + Job User on its project). A dataset named
+`aig_live_<random>` is created and dropped. Skipped otherwise: the suite never leaves loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from aig_source import destinations
+from aig_source.runner import make_pipeline, run_forward
+
+from .bigquery_emulator import query
+from .conftest import Workspace
+
+LIVE_CREDENTIALS = os.environ.get("AIG_LIVE_BIGQUERY_CREDENTIALS", "")
+
+pytestmark = pytest.mark.skipif(
+    not LIVE_CREDENTIALS,
+    reason="live BigQuery test: set AIG_LIVE_BIGQUERY_CREDENTIALS to a service-account JSON",
+)
+
+
+def test_forward_runs_on_real_bigquery(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from google.cloud import bigquery as google_bigquery
+    from google.oauth2 import service_account
+
+    monkeypatch.setenv("DESTINATION__BIGQUERY__CREDENTIALS", LIVE_CREDENTIALS)
+    dataset = f"aig_live_{uuid.uuid4().hex[:10]}"
+    info = json.loads(LIVE_CREDENTIALS)
+    client = google_bigquery.Client(
+        project=info["project_id"],
+        credentials=service_account.Credentials.from_service_account_info(info),
+    )
+    try:
+        workspace.api.generate(200, hours=0.5)
+        pipeline = make_pipeline(
+            destination=destinations.bigquery(),
+            pipelines_dir=str(tmp_path / "pipelines"),
+            dataset_name=dataset,
+        )
+        run_forward(pipeline, **workspace.source_args())
+        run_forward(pipeline, **workspace.source_args())
+
+        assert query(pipeline, "SELECT COUNT(*) AS n, COUNT(DISTINCT id) AS ids FROM {table}") == [
+            (200, 200)
+        ]
+        table = client.get_table(f"{info['project_id']}.{dataset}.aig_logs")
+        assert table.time_partitioning.field == "created_at"
+        assert table.clustering_fields == ["provider", "model", "success", "id"]
+    finally:
+        client.delete_dataset(dataset, delete_contents=True, not_found_ok=True)
+        client.delete_dataset(f"{dataset}_staging", delete_contents=True, not_found_ok=True)
