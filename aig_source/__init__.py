@@ -19,7 +19,7 @@ from dlt.sources import DltResource
 
 from .backfill import BackfillWalk
 from .client import AigSourceError, LogsApiClient, config_hint
-from .paging import ForwardRead, LogReader
+from .paging import CursorRows, ForwardRead, LogReader
 from .ratelimit import shared_pacer
 from .rows import to_row
 from .settings import (
@@ -225,10 +225,14 @@ def aig_logs_forward(
         state = dlt.current.resource_state()
         reader = LogReader(client, per_page, max_pages)
         forward = ForwardRead(reader, state.setdefault("lookback", {}), lookback_seconds)
+        cursor_rows = CursorRows(state.setdefault("cursor_rows", {}))
         fetched = 0
         for page in forward.pages(cursor_ms, initial_ms):
             fetched += len(page)
-            yield _rows(page)
+            fresh = cursor_rows.fresh(page)
+            if fresh:
+                yield _rows(fresh)
+        cursor_rows.save()
         newest_ms = forward.newest_ms
         if reader.cut or forward.window_unchecked:
             newest = client.list_logs([], per_page=1, descending=True).rows
@@ -239,6 +243,7 @@ def aig_logs_forward(
             "rate_limited": client.rate_limited,
             "logs_fetched": fetched,
             "logs_reread": forward.rows_reread,
+            "logs_unchanged_skipped": cursor_rows.unchanged,
             "page_budget": max_pages,
             "page_budget_reached": reader.cut or forward.window_unchecked,
             "freshness_threshold_seconds": freshness_threshold_seconds,

@@ -10,6 +10,8 @@ inside that millisecond.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -385,3 +387,51 @@ def _decode_counts(first_second: Optional[int], encoded: str) -> Dict[int, int]:
         for offset, count in enumerate(encoded.split())
         if int(count)
     }
+
+
+class CursorRows:
+    """The logs at the cursor's millisecond as loaded, by content digest.
+
+    Every forward run reads from its cursor inclusively (another log may share that millisecond),
+    so it meets the newest logs of the previous run again. Re-merging them unchanged would make
+    the merge delete and rewrite them, and BigQuery bills a DELETE for the whole partition it
+    modifies; so they are dropped unless their content changed. The digests live in the resource
+    state, which commits only with the load: a digest always describes a row that was loaded.
+    """
+
+    def __init__(self, state: Dict[str, Any]) -> None:
+        self._state = state
+        self._loaded_ms: Optional[int] = state.get("at_ms")
+        self._loaded: Dict[str, str] = dict(state.get("digests", {}))
+        self._newest_ms = self._loaded_ms
+        self._newest: Dict[str, Any] = {}
+        self.unchanged = 0
+
+    def fresh(self, page: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """The rows of `page` to load: all but the unchanged logs of the loaded cursor ms."""
+        rows = []
+        for item in page:
+            stamp = parse_ms(item["created_at"])
+            if stamp == self._loaded_ms and self._loaded.get(item["id"]) == row_digest(item):
+                self.unchanged += 1
+                continue
+            rows.append(item)
+            if self._newest_ms is None or stamp > self._newest_ms:
+                self._newest_ms, self._newest = stamp, {}
+            if stamp == self._newest_ms:
+                self._newest[item["id"]] = item
+        return rows
+
+    def save(self) -> None:
+        """Records the digests of the newest millisecond loaded by this run."""
+        if self._newest_ms is None:
+            return
+        digests = self._loaded if self._newest_ms == self._loaded_ms else {}
+        digests.update({log_id: row_digest(item) for log_id, item in self._newest.items()})
+        self._state["at_ms"] = self._newest_ms
+        self._state["digests"] = digests
+
+
+def row_digest(item: Dict[str, Any]) -> str:
+    encoded = json.dumps(item, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.blake2b(encoded, digest_size=8).hexdigest()

@@ -7,8 +7,10 @@ published on-demand prices). Run: `.venv/bin/python -m bench.bigquery_cost [--lo
 
 Scenarios, per forward run (the table is partitioned by DATE(created_at)):
 - this project: the DELETE reads `id` and `created_at` in the partitions of the batch's range
-  (today's, on average half a day of logs), and BigQuery bills the partitions it modifies
-  (today's, since each run replaces at least the re-read cursor row);
+  (today's, on average half a day of logs); BigQuery also bills the partitions it modifies, which
+  is none when the run only adds new logs (unchanged re-read cursor rows are dropped before
+  loading) and today's when it replaces rows (late logs found by the lookback check re-read a
+  tail of already-loaded ones): both cases are given;
 - dlt's default merge: the same, except the DELETE reads `id` over every partition;
 - the old Worker: streaming inserts (no DML), billed per row with a 1 KB minimum, and a dedup
   view that scans the referenced columns of all history on every query of it.
@@ -80,48 +82,53 @@ def main() -> None:
     columns = measured_row_bytes()
     row = sum(columns.values())
     key = columns["id"] + columns["created_at"]
-    per_run_logs = args.logs_per_day / args.runs_per_day
+    print(
+        f"row: {row:.0f} logical bytes (id {columns['id']:.0f}, created_at 8);"
+        f" {args.logs_per_day / args.runs_per_day:.0f} logs per run,"
+        f" {args.runs_per_day:.0f} runs/day"
+    )
     todays_partition_rows = args.logs_per_day / 2  # on average a run lands mid-day
-    print(
-        f"row: {row:.0f} logical bytes (id {columns['id']:.0f}, created_at 8); "
-        f"{per_run_logs:.0f} logs per run, {args.runs_per_day:.0f} runs/day"
-    )
-
-    staging_queries = 3 * MIN_BYTES_PER_TABLE_REFERENCED  # MIN/MAX, DELETE's EXISTS, INSERT
-    modified_partition = todays_partition_rows * row  # t': today's partition, rewritten
-    ours = key * todays_partition_rows + MIN_BYTES_PER_TABLE_REFERENCED + staging_queries
-    ours += modified_partition
-    print(
-        "\n| history | bytes/run, this project | bytes/run, dlt default merge |"
-        " TiB/month, this project | TiB/month, dlt default | $/month, this project |"
-        " $/month, dlt default |"
-    )
-    print("|---|---|---|---|---|---|---|")
+    staging_queries = 3 * MIN_BYTES_PER_TABLE_REFERENCED  # MIN/MAX, the DELETE's EXISTS, INSERT
+    modified_partition = todays_partition_rows * row  # t': today's partition, when rewritten
+    adding = max(key * todays_partition_rows, MIN_BYTES_PER_TABLE_REFERENCED) + staging_queries
+    replacing = adding + modified_partition
     month_runs = args.runs_per_day * 30
-    for days in args.history_days:
-        table_rows = days * args.logs_per_day
-        default = columns["id"] * table_rows + staging_queries + modified_partition
-        print(
-            f"| {days} days | {ours / 1e6:,.0f} MB | {default / 1e9:,.1f} GB"
-            f" | {ours * month_runs / TIB:,.2f} | {default * month_runs / TIB:,.1f}"
-            f" | {dollars(ours * month_runs / TIB, FREE_TIB_PER_MONTH):,.2f}"
-            f" (${dollars(ours * month_runs / TIB):,.2f} without the free TiB)"
-            f" | {dollars(default * month_runs / TIB, FREE_TIB_PER_MONTH):,.0f} |"
+
+    def month(per_run: float) -> str:
+        tib = per_run * month_runs / TIB
+        return (
+            f"{tib:,.2f} TiB, ${dollars(tib, FREE_TIB_PER_MONTH):,.2f}"
+            f" (${dollars(tib):,.2f} without the free TiB)"
         )
+
+    print(
+        f"\nthis project, any history: {adding / 1e6:,.0f} MB per run that only adds logs,"
+        f" {replacing / 1e6:,.0f} MB per run that also replaces rows (today's partition,"
+        f" {modified_partition / 1e6:,.0f} MB, is billed as modified)"
+    )
+    print(f"  per month if no run replaces rows:    {month(adding)}")
+    print(f"  per month if every run replaces rows: {month(replacing)}")
+    print("\ndlt's default merge (every run replacing rows, as its cursor re-reads them):")
+    print("| history | bytes/run | per month |")
+    print("|---|---|---|")
+    for days in args.history_days:
+        default = columns["id"] * days * args.logs_per_day + staging_queries + modified_partition
+        print(f"| {days} days | {default / 1e9:,.1f} GB | {month(default)} |")
+
     streamed_gb = args.logs_per_day * 30 * max(MIN_STREAMED_ROW_BYTES, row) / 1e9
     streaming = streamed_gb * 1000 / 200 * PRICE_PER_200_MB_STREAMED
     view_columns = sum(columns[c] for c in ("id", "created_at", "provider", "model", "cost"))
     print(
-        f"\nold Worker: streaming inserts {streamed_gb:,.0f} GB/month billed -> ${streaming:.2f}"
-        " per month, flat; its dedup view scans all history on every query:"
+        f"\nold Worker: streaming inserts bill {streamed_gb:,.0f} GB/month -> ${streaming:.2f}"
+        " per month, flat; its dedup view reads all history on every query:"
     )
     for days in args.history_days:
         per_query = view_columns * days * args.logs_per_day
-        month = per_query * args.view_queries_per_day * 30 / TIB
+        tib = per_query * args.view_queries_per_day * 30 / TIB
         print(
-            f"  {days} days: {per_query / 1e9:,.1f} GB per view query (id, created_at, provider,"
-            f" model, cost); {args.view_queries_per_day:.0f} queries/day ->"
-            f" {month:,.1f} TiB/month, ${dollars(month, FREE_TIB_PER_MONTH):,.0f}"
+            f"  {days} days: {per_query / 1e9:,.1f} GB per query of id, created_at, provider,"
+            f" model, cost; {args.view_queries_per_day:.0f} queries/day ->"
+            f" {tib:,.1f} TiB/month, ${dollars(tib, FREE_TIB_PER_MONTH):,.0f}"
         )
     stored = row * args.logs_per_day * 30 / 1024**3
     print(

@@ -79,6 +79,29 @@ def test_second_run_loads_nothing_new_and_costs_few_requests(workspace: Workspac
     # one lookback check plus one short page
     assert second.api_requests <= 2
     assert len(workspace.ids()) == 300
+    # the newest log, read again from the inclusive cursor, is unchanged: it is not merged again
+    # (on BigQuery a DELETE that removes a row is billed for its whole partition)
+    assert second.logs_fetched >= 1
+    assert second.load_info is not None
+    tables = {
+        job.job_file_info.table_name
+        for package in second.load_info.load_packages
+        for job in package.jobs["completed_jobs"]
+    }
+    assert "aig_logs" not in tables
+
+
+def test_newest_log_changed_since_loaded_is_merged_again(workspace: Workspace) -> None:
+    workspace.api.generate(30, hours=0.2)
+    workspace.run()
+    newest = workspace.api.gateway().store.snapshot()[-1]
+    newest.fields["cost"] = 1.25
+
+    second = workspace.run()
+
+    assert second.logs_new == 0
+    rows = workspace.query(f"SELECT cost FROM ai_gateway.aig_logs WHERE id = '{newest.id}'")
+    assert rows == [(1.25,)]
 
 
 def test_new_logs_after_a_first_run_are_loaded(workspace: Workspace) -> None:
