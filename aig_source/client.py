@@ -12,7 +12,7 @@ from dlt.sources.helpers.requests import Client
 from requests import RequestException, Response, Session
 
 from .ratelimit import PacedAdapter, RequestPacer
-from .settings import ENV_PREFIX, LOGS_PATH
+from .settings import ENV_PREFIX, GATEWAY_PATH, LOGS_PATH, TOKEN_VERIFY_PATH
 
 _SERVER_ERROR_STATUSES = tuple(range(500, 600))
 
@@ -186,6 +186,24 @@ class LogsApiClient:
         info = body.get("result_info") or {}
         total = info.get("total_count") if isinstance(info, dict) else None
         return LogsPage(rows=result, total_count=total if isinstance(total, int) else None)
+
+    def verify_token(self) -> Dict[str, Any]:
+        """`GET /user/tokens/verify`: the token's id and status (`active` when usable)."""
+        return self._result(self._get(self.api_base_url + TOKEN_VERIFY_PATH, {}))
+
+    def get_gateway(self) -> Dict[str, Any]:
+        """The gateway's settings, among them `collect_logs` and `log_management(_strategy)`."""
+        path = GATEWAY_PATH.format(account_id=self.account_id, gateway_id=self.gateway_id)
+        return self._result(self._get(self.api_base_url + path, {}))
+
+    def _result(self, body: Dict[str, Any]) -> Dict[str, Any]:
+        result = body.get("result")
+        if not isinstance(result, dict):
+            raise ApiResponseError(
+                f"Unexpected Cloudflare API response from {self.api_base_url}: 'result' is not an"
+                " object"
+            )
+        return result
 
     def _session(self) -> Session:
         """dlt's retrying session (one per thread), with the pacer mounted for this API."""

@@ -5,7 +5,9 @@ from typing import Dict
 from dlt.common.schema.typing import TColumnSchema
 
 DEFAULT_API_BASE_URL = "https://api.cloudflare.com/client/v4"
-LOGS_PATH = "/accounts/{account_id}/ai-gateway/gateways/{gateway_id}/logs"
+GATEWAY_PATH = "/accounts/{account_id}/ai-gateway/gateways/{gateway_id}"
+LOGS_PATH = GATEWAY_PATH + "/logs"
+TOKEN_VERIFY_PATH = "/user/tokens/verify"
 
 MAX_PER_PAGE = 50
 """The Logs API refuses `per_page` above 50 (400, code 7001)."""

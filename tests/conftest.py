@@ -135,6 +135,7 @@ class Workspace:
         env: Optional[Dict[str, str]] = None,
         script: Path = FORWARD_SCRIPT,
         timeout: float = 120,
+        input: Optional[str] = None,
     ) -> subprocess.CompletedProcess:
         """Runs a pipeline script from this empty folder (so no .dlt of the project applies)."""
         return run_python(
@@ -143,6 +144,7 @@ class Workspace:
             cwd=self.root,
             env=self.env() if env is None else env,
             timeout=timeout,
+            input=input,
         )
 
     def start(self, *args: str, script: Path = FORWARD_SCRIPT) -> subprocess.Popen:
@@ -173,10 +175,16 @@ class Workspace:
 
 
 def run_python(
-    *args: str, cwd: Path, env: Dict[str, str], timeout: float = 120
+    *args: str, cwd: Path, env: Dict[str, str], timeout: float = 120, input: Optional[str] = None
 ) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
     )
 
 
