@@ -325,6 +325,13 @@ class ForwardRead:
                 page, start_ms = tail, tail_start
                 break
             tail_seconds *= 2
+        logger.info(
+            "lookback: the gateway holds %s logs more than were loaded in the last %d s before"
+            " the cursor (late or deleted logs); re-reading from %s",
+            "an unknown number of" if difference is None else f"{difference:+d}",
+            (end_ms - start_ms) // 1000,
+            format_ms(start_ms),
+        )
         if page.total_count is not None and page.total_count <= len(page.rows):
             # the probe already holds every row of the range
             self._forget(start_ms, end_ms)

@@ -14,8 +14,8 @@ from dlt.common.pipeline import LoadInfo
 from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.pipeline.helpers import pipeline_drop
 
-from . import aig_source
-from .client import AigSourceError
+from . import ConfigurationError, aig_source
+from .client import AigSourceError, config_hint
 from .destinations import RANGE_MERGE_DESTINATIONS
 from .destinations.errors import describe_destination_error
 from .settings import (
@@ -24,10 +24,12 @@ from .settings import (
     DATASET_NAME,
     DEFAULT_BACKFILL_MAX_PAGES,
     DEFAULT_LOADER_FILE_FORMAT,
+    DEFAULT_LOG_LEVEL,
     DEFAULT_PER_PAGE,
     ENV_PREFIX,
     FORWARD_RESOURCE,
     LOADER_FILE_FORMATS,
+    LOG_LEVELS,
     PIPELINE_NAME,
     SOURCE_SECTION,
     TABLE_NAME,
@@ -65,6 +67,25 @@ def make_pipeline(
         destination = bounded() if bounded is not None else name
     pipeline: dlt.Pipeline = dlt.pipeline(destination=destination, **options)
     return pipeline
+
+
+def configure_logging() -> None:
+    """The pipeline's log lines on stderr at `log_level` (`[sources.aig_source]`, env
+    `SOURCES__AIG_SOURCE__LOG_LEVEL`; the old Worker's LOG_LEVEL); the summary goes to stdout."""
+    configured = dlt.config.get(f"sources.{SOURCE_SECTION}.log_level", str)
+    level = str(configured or DEFAULT_LOG_LEVEL).upper()
+    if level not in LOG_LEVELS:
+        raise ConfigurationError(
+            f"log_level must be one of {', '.join(LOG_LEVELS)}, not {configured!r}: set"
+            f" {config_hint('log_level')}."
+        )
+    package_logger = logging.getLogger("aig_source")
+    if not any(getattr(h, "aig_logs", False) for h in package_logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        handler.aig_logs = True  # type: ignore[attr-defined]
+        package_logger.addHandler(handler)
+    package_logger.setLevel(level)
 
 
 def loader_file_format(pipeline: dlt.Pipeline) -> str:
@@ -412,6 +433,7 @@ def run_and_report(action: Callable[[], Optional[Summarised]], demo_hint: bool =
     """What a pipeline script does around its run: the summary line on success (exit 0), or one
     line saying why on stderr (exit 1)."""
     try:
+        configure_logging()
         summary = action()
     except Exception as error:  # every failure ends as one line and exit code 1
         return fail(describe_failure(error, demo_hint=demo_hint))

@@ -26,6 +26,11 @@ setup checks and the other job, and still backfills about 130 logs/s."""
 FORWARD_INITIAL_WINDOW_SECONDS = 3600
 """Without state, the forward resource starts this far before now; older logs are the backfill's."""
 
+DEFAULT_LOG_LEVEL = "INFO"
+"""Level of the pipeline's own log lines on stderr (late logs found, pacing, backfill progress);
+dlt's own logging follows `[runtime] log_level`."""
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
 TIE_RESCANS = 2
 """Extra passes over one over-full millisecond when its pages disagree with `total_count`."""
 

@@ -7,8 +7,6 @@ Run it on a schedule (hourly) until it reports done; every run continues where t
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from typing import List, Optional
 
 from aig_source.runner import make_pipeline, run_and_report, run_backfill
@@ -63,11 +61,6 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    # progress lines a person can follow, on stderr; the summary goes to stdout
-    progress = logging.StreamHandler(sys.stderr)
-    progress.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    logging.getLogger("aig_source").addHandler(progress)
-    logging.getLogger("aig_source").setLevel(logging.INFO)
     if args.demo:
         from aig_source.demo import run_backfill_demo
 

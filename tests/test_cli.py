@@ -186,3 +186,32 @@ def test_falling_behind_fails_the_scheduled_run_after_loading(workspace: Workspa
 
     relaxed = workspace.env(SOURCES__AIG_SOURCE__FRESHNESS_THRESHOLD_SECONDS="0")
     assert workspace.script("--max-pages", "2", env=relaxed).returncode == 0
+
+
+def test_log_level_from_config_controls_the_pipelines_log_lines(workspace: Workspace) -> None:
+    api = workspace.api
+    api.generate(100, hours=0.3)
+    assert workspace.script().returncode == 0
+    late = api.make_log(api.now_ms() - 30_000)
+
+    def run_with_a_late_log(level: str) -> subprocess.CompletedProcess:
+        api.add_logs([api.make_log(late.created_at_ms)])
+        return workspace.script(env=workspace.env(SOURCES__AIG_SOURCE__LOG_LEVEL=level))
+
+    quiet = run_with_a_late_log("WARNING")
+    chatty = run_with_a_late_log("info")
+
+    assert quiet.returncode == 0 and error_lines(quiet) == []
+    assert chatty.returncode == 0
+    assert any("INFO lookback:" in line for line in error_lines(chatty)), chatty.stderr
+
+
+def test_invalid_log_level_names_the_setting(workspace: Workspace) -> None:
+    result = workspace.script(env=workspace.env(SOURCES__AIG_SOURCE__LOG_LEVEL="LOUD"))
+
+    assert result.returncode == 1
+    assert error_lines(result) == [
+        "error: log_level must be one of DEBUG, INFO, WARNING, ERROR, not 'LOUD': set"
+        " SOURCES__AIG_SOURCE__LOG_LEVEL (or log_level under [sources.aig_source] in"
+        " .dlt/config.toml)."
+    ]
