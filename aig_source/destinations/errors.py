@@ -25,6 +25,16 @@ def describe_destination_error(error: BaseException) -> Optional[str]:
             f"{BIGQUERY_PROJECT_SETTING}, or put a service-account JSON, which names its"
             " project, in DESTINATION__BIGQUERY__CREDENTIALS."
         )
+    if (
+        type(error).__module__ == "google.auth.exceptions"
+        and type(error).__name__ == "RefreshError"
+    ):
+        reason = str(error.args[0]) if error.args else "no reason given"
+        return (
+            f"Google refused the BigQuery credentials ({reason}): the service-account key in"
+            " DESTINATION__BIGQUERY__CREDENTIALS is deleted, disabled or malformed, or the"
+            " Application Default Credentials expired. Create a new key for the service account."
+        )
     if not type(error).__module__.startswith("google.api_core"):
         return None
     status = getattr(error, "code", None)
