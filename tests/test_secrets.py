@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -184,3 +185,24 @@ def test_the_search_finds_a_planted_secret(tmp_path: Path) -> None:
         assert_nowhere([CLOUDFLARE_TOKEN], [], tmp_path)
     with pytest.raises(AssertionError, match="printed"):
         assert_nowhere([CLOUDFLARE_TOKEN], [f"token={CLOUDFLARE_TOKEN}"], tmp_path / "nested")
+
+
+def test_example_secrets_hold_placeholders_only_and_real_secrets_are_ignored() -> None:
+    import tomlkit
+
+    example = (PROJECT_ROOT / ".dlt" / "example.secrets.toml").read_text()
+    # the commented-out settings count too: uncomment every TOML-shaped line
+    setting = re.compile(r'^#?\s*(\[[\w.]+\]|\w+ = ".*")')
+    lines = [m.group(1) for m in map(setting.match, example.splitlines()) if m is not None]
+    values = [str(v) for v in _leaves(tomlkit.parse("\n".join(lines)))]
+    assert len(values) == 4 and all(v.startswith("<") and v.endswith(">") for v in values), values
+    ignored = (PROJECT_ROOT / ".gitignore").read_text().splitlines()
+    assert ".dlt/secrets.toml" in ignored
+
+
+def _leaves(table: Any) -> Iterator[Any]:
+    for value in table.values():
+        if hasattr(value, "values"):
+            yield from _leaves(value)
+        else:
+            yield value
