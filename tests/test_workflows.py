@@ -21,6 +21,7 @@ from aig_source.settings import ENV_PREFIX
 from .conftest import PROJECT_ROOT
 
 WORKFLOWS = sorted((PROJECT_ROOT / ".github" / "workflows").glob("*.yml"))
+SCHEDULED = [path for path in WORKFLOWS if path.stem in ("forward", "backfill")]
 DLT_NAMES = {
     "DESTINATION_TYPE",
     "DESTINATION__BIGQUERY__CREDENTIALS",
@@ -49,7 +50,7 @@ def names_the_pipeline_reads() -> Set[str]:
 
 
 def test_workflows_exist() -> None:
-    assert {path.stem for path in WORKFLOWS} == {"forward", "backfill"}
+    assert {path.stem for path in WORKFLOWS} == {"forward", "backfill", "check"}
 
 
 def test_actionlint_accepts_the_workflows() -> None:
@@ -59,7 +60,15 @@ def test_actionlint_accepts_the_workflows() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda path: path.stem)
+def test_check_workflow_runs_the_setup_checks_by_hand_only() -> None:
+    check = load(PROJECT_ROOT / ".github" / "workflows" / "check.yml")
+    assert list(check["on"]) == ["workflow_dispatch"]
+    assert check["concurrency"]["group"] == "aig-logs-pipeline"
+    steps = [step.get("run", "") for job in check["jobs"].values() for step in job["steps"]]
+    assert "python pipelines/setup.py --check" in steps
+
+
+@pytest.mark.parametrize("path", SCHEDULED, ids=lambda path: path.stem)
 def test_scheduled_runnable_by_hand_bounded_and_never_overlapping(path: Path) -> None:
     workflow = load(path)
 
