@@ -94,13 +94,16 @@ def loader_file_format(pipeline: dlt.Pipeline) -> str:
 
 
 def count_rows(pipeline: dlt.Pipeline, table: str = TABLE_NAME) -> int:
-    """Rows in the destination table; 0 when it does not exist yet."""
+    """Rows in the destination table; 0 when it does not exist yet.
+
+    On BigQuery an unfiltered COUNT(*) is answered from table metadata and bills no bytes.
+    """
     if not pipeline.default_schema_name or table not in pipeline.default_schema.tables:
         return 0
     try:
         with pipeline.sql_client() as client:
             rows = client.execute_sql(
-                f"SELECT COUNT(*) FROM {client.make_qualified_table_name(table)}"
+                f"SELECT COUNT(*) AS row_count FROM {client.make_qualified_table_name(table)}"
             )
     except Exception:  # the table is declared but not created yet
         return 0
