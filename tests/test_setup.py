@@ -169,3 +169,49 @@ def test_bigquery_destination_check_names_the_roles(
 
     assert results[0].failed
     assert "BigQuery Data Editor" in results[0].detail and "BigQuery Job User" in results[0].detail
+
+
+def test_interactive_setup_asks_writes_and_checks(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import getpass
+    import importlib.util
+    import io
+
+    workspace.api.generate(20, hours=0.5)
+    spec = importlib.util.spec_from_file_location("setup_script", SETUP_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    setup_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(setup_script)
+    answers = iter([DEFAULT_ACCOUNT_ID, DEFAULT_GATEWAY_ID, ""])  # "" keeps duckdb, the default
+    prompts: list = []
+
+    def answer(prompt: str) -> str:
+        prompts.append(prompt)
+        return next(answers)
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr("builtins.input", answer)
+    monkeypatch.setattr(getpass, "getpass", lambda prompt: prompts.append(prompt) or DEFAULT_TOKEN)
+    monkeypatch.setattr("sys.stdin", Terminal())
+    monkeypatch.chdir(workspace.root)
+    monkeypatch.setenv("DLT_DATA_DIR", str(workspace.root / "dlt_data"))
+    for name in list(workspace.env()):
+        if name.startswith("SOURCES__"):
+            monkeypatch.delenv(name, raising=False)
+
+    code = setup_script.main(["--api-base-url", workspace.api.base_url])
+
+    assert code == 0
+    assert [p.split(" [")[0].rstrip(": ") for p in prompts] == [
+        "Cloudflare account id",
+        "AI Gateway id",
+        "Cloudflare API token with AI Gateway Read",
+        "Destination, duckdb or bigquery",
+    ]
+    config = (workspace.root / ".dlt" / "config.toml").read_text()
+    assert DEFAULT_GATEWAY_ID in config and DEFAULT_TOKEN not in config
+    assert DEFAULT_TOKEN in (workspace.root / ".dlt" / "secrets.toml").read_text()
