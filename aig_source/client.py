@@ -12,7 +12,13 @@ from dlt.sources.helpers.requests import Client
 from requests import RequestException, Response, Session
 
 from .ratelimit import PacedAdapter, RequestPacer
-from .settings import ENV_PREFIX, GATEWAY_PATH, LOGS_PATH, TOKEN_VERIFY_PATH
+from .settings import (
+    ACCOUNT_TOKEN_VERIFY_PATH,
+    ENV_PREFIX,
+    GATEWAY_PATH,
+    LOGS_PATH,
+    TOKEN_VERIFY_PATH,
+)
 
 _SERVER_ERROR_STATUSES = tuple(range(500, 600))
 
@@ -188,8 +194,16 @@ class LogsApiClient:
         return LogsPage(rows=result, total_count=total if isinstance(total, int) else None)
 
     def verify_token(self) -> Dict[str, Any]:
-        """`GET /user/tokens/verify`: the token's id and status (`active` when usable)."""
-        return self._result(self._get(self.api_base_url + TOKEN_VERIFY_PATH, {}))
+        """The token's id and status (`active` when usable).
+
+        User-owned tokens verify at `/user/tokens/verify`, account-owned ones (Cloudflare's
+        recommendation for automation) only at `/accounts/{id}/tokens/verify`: both are tried.
+        """
+        try:
+            return self._result(self._get(self.api_base_url + TOKEN_VERIFY_PATH, {}))
+        except ApiAuthError:
+            path = ACCOUNT_TOKEN_VERIFY_PATH.format(account_id=self.account_id)
+            return self._result(self._get(self.api_base_url + path, {}))
 
     def get_gateway(self) -> Dict[str, Any]:
         """The gateway's settings, among them `collect_logs` and `log_management(_strategy)`."""

@@ -8,6 +8,7 @@ DEFAULT_API_BASE_URL = "https://api.cloudflare.com/client/v4"
 GATEWAY_PATH = "/accounts/{account_id}/ai-gateway/gateways/{gateway_id}"
 LOGS_PATH = GATEWAY_PATH + "/logs"
 TOKEN_VERIFY_PATH = "/user/tokens/verify"
+ACCOUNT_TOKEN_VERIFY_PATH = "/accounts/{account_id}/tokens/verify"
 
 MAX_PER_PAGE = 50
 """The Logs API refuses `per_page` above 50 (400, code 7001)."""

@@ -215,3 +215,21 @@ def test_interactive_setup_asks_writes_and_checks(
     config = (workspace.root / ".dlt" / "config.toml").read_text()
     assert DEFAULT_GATEWAY_ID in config and DEFAULT_TOKEN not in config
     assert DEFAULT_TOKEN in (workspace.root / ".dlt" / "secrets.toml").read_text()
+
+
+def test_check_accepts_an_account_owned_token(workspace: Workspace) -> None:
+    # account-owned tokens fail /user/tokens/verify and verify under their account instead
+    workspace.api.add_token("account-owned-token-3c8e", account_owned=True)
+    workspace.api.generate(10, hours=0.5)
+
+    code, lines, output = check(
+        workspace, SOURCES__AIG_SOURCE__API_TOKEN="account-owned-token-3c8e"
+    )
+
+    assert code == 0, output
+    assert line_about(lines, "Cloudflare API token").startswith("OK")
+    verified = [r.path for r in workspace.api.requests if r.path.endswith("/tokens/verify")]
+    assert verified == [
+        "/client/v4/user/tokens/verify",
+        f"/client/v4/accounts/{DEFAULT_ACCOUNT_ID}/tokens/verify",
+    ]

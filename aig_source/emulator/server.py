@@ -36,6 +36,7 @@ GATEWAY_ID_PATTERN = re.compile(r"^[a-z0-9_]+(?:-[a-z0-9_]+)*$")
 
 _ROUTES: Tuple[Tuple[str, re.Pattern[str]], ...] = (
     ("token_verify", re.compile(r"^/user/tokens/verify$")),
+    ("account_token_verify", re.compile(r"^/accounts/(?P<account>[^/]+)/tokens/verify$")),
     (
         "gateway",
         re.compile(r"^/accounts/(?P<account>[^/]+)/ai-gateway/gateways/(?P<gateway>[^/]+)$"),
@@ -203,6 +204,7 @@ class LogsApiEmulator:
         self.account_id = account_id
         self.default_gateway_id = gateway_id
         self.tokens: Dict[str, Set[str]] = {token: {"read", "write"}}
+        self.account_owned_tokens: Set[str] = set()
         self.host = host
         self.port = port
         self.rate_limit = rate_limit
@@ -285,8 +287,13 @@ class LogsApiEmulator:
     def gateway(self, gateway_id: Optional[str] = None) -> Gateway:
         return self._gateways[gateway_id or self.default_gateway_id]
 
-    def add_token(self, token: str, scopes: Iterable[str] = ("read",)) -> None:
+    def add_token(
+        self, token: str, scopes: Iterable[str] = ("read",), account_owned: bool = False
+    ) -> None:
+        """A token that may call the API; an account-owned one verifies only under its account."""
         self.tokens[token] = set(scopes)
+        if account_owned:
+            self.account_owned_tokens.add(token)
 
     def add_logs(self, logs: Sequence[StoredLog], gateway_id: Optional[str] = None) -> int:
         return self.gateway(gateway_id).store.add(logs)
@@ -468,7 +475,14 @@ class LogsApiEmulator:
                 continue
             params = found.groupdict()
             if name == "token_verify":
+                # user-owned tokens only; Cloudflare answers 401 / 1000 for account-owned ones
+                if token in self.account_owned_tokens:
+                    raise ApiError(401, 1000, "Invalid API Token")
                 return 200, self._ok({"id": "emulated-token", "status": "active"})
+            if name == "account_token_verify":
+                if token not in self.account_owned_tokens or params["account"] != self.account_id:
+                    raise ApiError(401, 1000, "Invalid API Token")
+                return 200, self._ok({"id": "emulated-account-token", "status": "active"})
             if params["account"] != self.account_id:
                 raise ApiError(
                     404,
