@@ -15,7 +15,7 @@ from dlt.common.typing import TSecretStrValue
 
 from .client import AigSourceError, LogsApiClient, config_hint
 from .paging import created_at_filters
-from .runner import describe_failure, make_pipeline, missing_config_message
+from .runner import describe_failure, format_duration, make_pipeline, missing_config_message
 from .settings import (
     DEFAULT_API_BASE_URL,
     DEFAULT_PER_PAGE,
@@ -90,16 +90,6 @@ def eviction_outlook(
     return seconds, math.ceil(ingest_per_second * (seconds - until_full))
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 2 * 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 2 * DAY_SECONDS:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / DAY_SECONDS:.1f} days"
-
-
 def log_settings_checks(
     gateway: dict[str, Any], load: GatewayLoad, backfill_per_second: float
 ) -> List[CheckResult]:
@@ -133,7 +123,7 @@ def log_settings_checks(
         elif load.per_second > 0 and (
             (capacity - load.stored) / load.per_second < STOP_INSERTING_WARN_DAYS * DAY_SECONDS
         ):
-            full_in = _duration((capacity - load.stored) / load.per_second)
+            full_in = format_duration((capacity - load.stored) / load.per_second)
             results.append(
                 _warn(
                     "Log storage",
@@ -146,7 +136,7 @@ def log_settings_checks(
         return results
     seconds, lost = eviction_outlook(capacity, load.stored, load.per_second, backfill_per_second)
     backfill = (
-        f"a backfill at the paced {backfill_per_second:.0f} logs/s needs {_duration(seconds)}"
+        f"a backfill at the paced {backfill_per_second:.0f} logs/s needs {format_duration(seconds)}"
     )
     if lost > 0:
         results.append(

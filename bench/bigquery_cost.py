@@ -27,7 +27,6 @@ from typing import Any, Dict, List
 from aig_source.emulator.traffic import generate_traffic
 from aig_source.rows import to_row
 from aig_source.settings import LOG_COLUMNS
-from aig_source.timestamps import format_ms
 
 # https://cloud.google.com/bigquery/pricing (on-demand compute, storage, streaming inserts)
 PRICE_PER_TIB_SCANNED = 6.25
@@ -59,7 +58,7 @@ def measured_row_bytes(sample: int = 20_000) -> Dict[str, float]:
     logs = generate_traffic(sample, end - 86_400_000, end, seed=7)
     sizes: Dict[str, List[int]] = {}
     for log in logs:
-        row = to_row(log.list_item() | {"created_at": format_ms(log.created_at_ms)}, now)
+        row = to_row(log.list_item(), now)
         row.update(DLT_COLUMNS)
         for name, value in row.items():
             data_type = LOG_COLUMNS.get(name, {}).get("data_type", "text")

@@ -16,8 +16,10 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from aig_source.settings import SOURCE_SECTION
+
 SETTINGS_DIR = Path(".dlt")
-SOURCE = "sources.aig_source"
+SOURCE = f"sources.{SOURCE_SECTION}"
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -55,8 +57,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def ask(prompt: str, current: Optional[str] = None, secret: bool = False) -> Optional[str]:
-    shown = " [keep current]" if secret and current else f" [{current}]" if current else ""
+def ask(prompt: str, default: Optional[str] = None, secret: bool = False) -> Optional[str]:
+    """The answer, or None when left empty (the setting then keeps its default)."""
+    shown = f" [{default}]" if default else ""
     answer = (getpass.getpass if secret else input)(f"{prompt}{shown}: ").strip()
     return answer or None
 
