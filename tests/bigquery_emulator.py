@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 import dlt
 import pytest
@@ -95,64 +96,67 @@ def bigquery_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             emulator.stop()
 
 
-@pytest.fixture
-def bigquery(bigquery_server: str, monkeypatch: pytest.MonkeyPatch) -> EmulatedBigQuery:
+def use_bigquery_endpoint(monkeypatch: pytest.MonkeyPatch, url: str) -> EmulatedBigQuery:
+    """Points dlt's BigQuery destination at `url` with anonymous default credentials."""
     import google.auth
     from google.auth.credentials import AnonymousCredentials
 
-    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", bigquery_server)
-    monkeypatch.setattr(
-        google.auth, "default", lambda *args, **kwargs: (AnonymousCredentials(), PROJECT)
-    )
-    monkeypatch.setenv("DESTINATION__BIGQUERY__CREDENTIALS__PROJECT_ID", PROJECT)
-    monkeypatch.setenv("NORMALIZE__DATA_WRITER__DISABLE_COMPRESSION", "true")
-    return EmulatedBigQuery(bigquery_server)
-
-
-class _DenyEverything(BaseHTTPRequestHandler):
-    """BigQuery's answer to a service account without the loading roles."""
-
-    def _deny(self) -> None:
-        body = json.dumps(
-            {
-                "error": {
-                    "code": 403,
-                    "message": f"Access Denied: Project {PROJECT}: User does not have"
-                    f" bigquery.jobs.create permission in project {PROJECT}.",
-                    "errors": [{"reason": "accessDenied", "message": "Access Denied"}],
-                    "status": "PERMISSION_DENIED",
-                }
-            }
-        ).encode()
-        self.send_response(403)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _deny
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def bigquery_denying_access(monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatedBigQuery]:
-    """A loopback BigQuery endpoint that answers every call with 403 Access Denied."""
-    import google.auth
-    from google.auth.credentials import AnonymousCredentials
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _DenyEverything)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_port}"
     monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", url)
     monkeypatch.setattr(
         google.auth, "default", lambda *args, **kwargs: (AnonymousCredentials(), PROJECT)
     )
     monkeypatch.setenv("DESTINATION__BIGQUERY__CREDENTIALS__PROJECT_ID", PROJECT)
+    return EmulatedBigQuery(url)
+
+
+@pytest.fixture
+def bigquery(bigquery_server: str, monkeypatch: pytest.MonkeyPatch) -> EmulatedBigQuery:
+    monkeypatch.setenv("NORMALIZE__DATA_WRITER__DISABLE_COMPRESSION", "true")
+    return use_bigquery_endpoint(monkeypatch, bigquery_server)
+
+
+@contextmanager
+def answering(status: int, body: Dict[str, Any]) -> Iterator[str]:
+    """A loopback HTTP server answering every request with `status` and the JSON `body`; yields
+    its base URL. Stands for a Google endpoint refusing the caller."""
+    encoded = json.dumps(body).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def answer(self) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(encoded)))
+            self.end_headers()
+            self.wfile.write(encoded)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = answer
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield EmulatedBigQuery(url)
+        yield f"http://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+ACCESS_DENIED = {
+    "error": {
+        "code": 403,
+        "message": f"Access Denied: Project {PROJECT}: User does not have"
+        f" bigquery.jobs.create permission in project {PROJECT}.",
+        "errors": [{"reason": "accessDenied", "message": "Access Denied"}],
+        "status": "PERMISSION_DENIED",
+    }
+}
+"""BigQuery's answer to a service account without the loading roles."""
+
+
+@pytest.fixture
+def bigquery_denying_access(monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatedBigQuery]:
+    """A loopback BigQuery endpoint that answers every call with 403 Access Denied."""
+    with answering(403, ACCESS_DENIED) as url:
+        yield use_bigquery_endpoint(monkeypatch, url)

@@ -9,6 +9,7 @@ clustering (the emulator accepts and drops them), so those are covered by the of
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import List
 
@@ -103,8 +104,6 @@ def test_backfill_into_bigquery_after_forward(
 
 
 def _utc_second(epoch_seconds: int) -> str:
-    from datetime import datetime, timezone
-
     return datetime.fromtimestamp(epoch_seconds, tz=timezone.utc).isoformat(sep=" ")
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator, List
 
@@ -22,6 +20,7 @@ from dlt.common.versioned_state import decompress_state
 
 from aig_source.emulator import Faults
 
+from .bigquery_emulator import answering
 from .conftest import BACKFILL_SCRIPT, PROJECT_ROOT, Workspace
 
 SETUP_SCRIPT = PROJECT_ROOT / "pipelines" / "setup.py"
@@ -111,32 +110,12 @@ def test_cloudflare_token_never_printed_or_stored(workspace: Workspace) -> None:
     assert len(workspace.ids()) == 600
 
 
-class _TokenEndpoint(BaseHTTPRequestHandler):
-    """Google's token endpoint refusing the key, as it does for a deleted service account."""
-
-    def do_POST(self) -> None:
-        body = json.dumps(
-            {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
-        ).encode()
-        self.send_response(400)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def token_endpoint() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _TokenEndpoint)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/token"
-    finally:
-        server.shutdown()
-        server.server_close()
+    """Google's token endpoint refusing the key, as it does for a deleted service account."""
+    refused = {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
+    with answering(400, refused) as url:
+        yield f"{url}/token"
 
 
 def test_service_account_key_never_printed_or_stored(
