@@ -9,7 +9,7 @@ without drift (see `paging.py`). A faithful emulator of the API lives in `aig_so
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import dlt
@@ -17,6 +17,7 @@ from dlt.common.typing import TSecretStrValue
 from dlt.destinations.adapters import bigquery_adapter
 from dlt.sources import DltResource
 
+from . import state, timestamps
 from .backfill import BackfillWalk
 from .client import AigSourceError, LogsApiClient, config_hint
 from .paging import CursorRows, ForwardRead, LogReader
@@ -29,12 +30,12 @@ from .settings import (
     DEFAULT_API_BASE_URL,
     DEFAULT_BACKFILL_MAX_PAGES,
     DEFAULT_FORWARD_MAX_PAGES,
+    DEFAULT_FORWARD_START,
     DEFAULT_FRESHNESS_THRESHOLD_SECONDS,
     DEFAULT_LOOKBACK_SECONDS,
     DEFAULT_PER_PAGE,
     DEFAULT_RATE_LIMIT_REQUESTS,
     DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
-    FORWARD_INITIAL_WINDOW_SECONDS,
     FORWARD_RESOURCE,
     LOG_COLUMNS,
     MAX_PER_PAGE,
@@ -42,7 +43,7 @@ from .settings import (
     TABLE_DESCRIPTION,
     TABLE_NAME,
 )
-from .timestamps import format_ms, now_ms, parse_ms
+from .timestamps import format_ms, moment_before_ms, parse_ms
 
 __all__ = ["AigSourceError", "ConfigurationError", "aig_source"]
 
@@ -71,6 +72,14 @@ def _validate(**settings: Any) -> None:
         valid, requirement = rules[key]
         if not valid(value):
             raise ConfigurationError(f"{key} {requirement}, got {value!r}: fix {config_hint(key)}.")
+    if settings["lookback_seconds"] > 0 and settings["forward_max_pages"] < 2:
+        # the lookback check takes half the budget; with one page it could never run
+        raise ConfigurationError(
+            "forward_max_pages must be at least 2 while lookback_seconds is more than 0 (one"
+            " request checks the lookback window for late logs, the rest read new logs), got"
+            f" {settings['forward_max_pages']!r}: fix {config_hint('forward_max_pages')}, or set"
+            " lookback_seconds to 0."
+        )
 
 
 @dlt.source(name=SOURCE_SECTION, max_table_nesting=0)
@@ -88,6 +97,7 @@ def aig_source(
     backfill_max_seconds: Optional[float] = None,
     rate_limit_requests: int = DEFAULT_RATE_LIMIT_REQUESTS,
     rate_limit_window_seconds: float = DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
+    forward_start: str = DEFAULT_FORWARD_START,
 ) -> Sequence[DltResource]:
     """Cloudflare AI Gateway logs of one gateway.
 
@@ -111,6 +121,10 @@ def aig_source(
             every request (Cloudflare allows 1,200 per 300 s per token, and blocks the token for
             300 s beyond that; the default leaves room for the dashboard and other jobs).
         rate_limit_window_seconds: The rate-limit window.
+        forward_start: Where the history is split when the first job runs: a duration before
+            that run (`1h`, `7d`) or an ISO date or timestamp. The forward resource reads up from
+            it and the backfill down from it; once recorded in state (the `origin`), it no longer
+            changes.
 
     Returns:
         The forward resource `aig_logs` and the backfill resource `aig_logs_backfill` (not
@@ -128,13 +142,19 @@ def aig_source(
         rate_limit_window_seconds=rate_limit_window_seconds,
     )
     since_ms = _parse_since(backfill_since)
+    proposed_origin_ms = _parse_forward_start(forward_start)
     pacer = shared_pacer(rate_limit_requests, rate_limit_window_seconds)
     client = LogsApiClient(api_base_url, account_id, gateway_id, api_token, pacer)
     forward = aig_logs_forward(
-        client, per_page, forward_max_pages, lookback_seconds, freshness_threshold_seconds
+        client,
+        per_page,
+        forward_max_pages,
+        lookback_seconds,
+        proposed_origin_ms,
+        freshness_threshold_seconds,
     )
     backfill = aig_logs_history(
-        client, per_page, backfill_max_pages, since_ms, backfill_max_seconds
+        client, per_page, backfill_max_pages, proposed_origin_ms, since_ms, backfill_max_seconds
     )
     for resource in (forward, backfill):
         # BigQuery table layout, applied when dlt creates the table; other destinations ignore it
@@ -159,6 +179,17 @@ def _parse_since(since: Optional[str]) -> Optional[int]:
         ) from None
 
 
+def _parse_forward_start(forward_start: str) -> int:
+    try:
+        return moment_before_ms(str(forward_start), timestamps.now_ms())
+    except ValueError:
+        raise ConfigurationError(
+            "forward_start must be a duration before the first run (1h, 30m, 7d) or an ISO date"
+            f" or timestamp (2026-01-31T12:00:00Z), got {forward_start!r}: fix"
+            f" {config_hint('forward_start')}."
+        ) from None
+
+
 TABLE_HINTS: Dict[str, Any] = {
     "table_name": TABLE_NAME,
     "write_disposition": "merge",
@@ -166,12 +197,6 @@ TABLE_HINTS: Dict[str, Any] = {
     "columns": LOG_COLUMNS,
 }
 """Both resources load the same table, merged on `id`."""
-
-
-def _initial_cursor() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0) - timedelta(
-        seconds=FORWARD_INITIAL_WINDOW_SECONDS
-    )
 
 
 def _rows(page: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -184,6 +209,7 @@ def aig_logs_forward(
     per_page: int,
     max_pages: int,
     lookback_seconds: int,
+    proposed_origin_ms: int,
     freshness_threshold_seconds: float = 0,
 ) -> DltResource:
     """Builds the forward resource around one API client.
@@ -191,63 +217,76 @@ def aig_logs_forward(
     Args:
         client: Client of the gateway's Logs API.
         per_page: Logs per request.
-        max_pages: Request budget of one run.
+        max_pages: Page budget of one run.
         lookback_seconds: Late-row window re-checked every run.
+        proposed_origin_ms: Where to start reading when no job has recorded the origin yet.
         freshness_threshold_seconds: Recorded with the run for the freshness check.
 
     Returns:
         Resource `aig_logs`, merged on `id`, with an incremental `created_at` cursor.
     """
 
-    initial_cursor = _initial_cursor()
-
     @dlt.resource(name=FORWARD_RESOURCE, **TABLE_HINTS)
     def aig_logs(
         created_at: dlt.sources.incremental[datetime] = dlt.sources.incremental(
             CURSOR_FIELD,
-            initial_value=initial_cursor,
+            # the first run starts at the origin in source state (`state.fix_origin`), which
+            # is not known before the run; rows below the cursor are filtered by the lag
+            initial_value=None,
             lag=float(lookback_seconds) or None,
+            # dlt's boundary dedup by id would drop a changed log at the cursor: `CursorRows`
+            # drops only unchanged ones
+            primary_key=(),
             allow_external_schedulers=False,
         ),
     ) -> Iterator[List[Dict[str, Any]]]:
         """New AI Gateway logs, oldest first, plus late logs found in the lookback window.
 
-        The `created_at` cursor is the newest log loaded. Each run reads from it up to the
-        gateway's newest visible log, so a run stopped by its page budget, an error or a kill
-        resumes exactly there; nothing is committed unless the load commits it.
+        The `created_at` cursor is the newest log loaded. Each run reads from it (on the first
+        run, from the origin shared with the backfill) up to the gateway's newest visible log,
+        so a run stopped by its page budget, an error or a kill resumes exactly there; nothing
+        is committed unless the load commits it.
 
         Yields:
             Pages of rows for table `aig_logs`.
         """
+        origin_ms = state.current_origin(proposed_origin_ms)
         stored = created_at.get_state().get("last_value")
         cursor_ms = parse_ms(stored) if stored is not None else None
-        initial_ms = parse_ms(initial_cursor)
-        state = dlt.current.resource_state()
+        resource_state = dlt.current.resource_state()
         reader = LogReader(client, per_page, max_pages)
-        forward = ForwardRead(reader, state.setdefault("lookback", {}), lookback_seconds)
-        cursor_rows = CursorRows(state.setdefault("cursor_rows", {}))
+        forward = ForwardRead(
+            reader, resource_state.setdefault(state.LOOKBACK, {}), lookback_seconds
+        )
+        cursor_rows = CursorRows(resource_state.setdefault(state.CURSOR_ROWS, {}))
         fetched = 0
-        for page in forward.pages(cursor_ms, initial_ms):
+        for page in forward.pages(cursor_ms, origin_ms):
             fetched += len(page)
             fresh = cursor_rows.fresh(page)
             if fresh:
                 yield _rows(fresh)
         cursor_rows.save()
-        newest_ms = forward.newest_ms
-        if reader.cut or forward.window_unchecked:
+        budget_reached = reader.cut or forward.window_unchecked
+        gateway_newest: Optional[int] = None
+        if budget_reached:
             newest = client.list_logs([], per_page=1, descending=True).rows
-            newest_ms = parse_ms(newest[0]["created_at"]) if newest else newest_ms
-        state["last_run"] = {
-            "finished_at": format_ms(now_ms()),
+            gateway_newest = parse_ms(newest[0]["created_at"]) if newest else None
+        elif reader.exhausted:
+            # the read ended on a short page: nothing newer was visible when it ended
+            gateway_newest = forward.newest_ms
+        resource_state[state.LAST_RUN] = {
+            "finished_at": format_ms(timestamps.now_ms()),
             "api_requests": client.requests_made,
             "rate_limited": client.rate_limited,
+            "pages": reader.requests,
             "logs_fetched": fetched,
             "logs_reread": forward.rows_reread,
             "logs_unchanged_skipped": cursor_rows.unchanged,
             "page_budget": max_pages,
-            "page_budget_reached": reader.cut or forward.window_unchecked,
+            "page_budget_reached": budget_reached,
+            "incomplete_millisecond": reader.incomplete_note(),
             "freshness_threshold_seconds": freshness_threshold_seconds,
-            "gateway_newest": format_ms(newest_ms) if newest_ms is not None else None,
+            "gateway_newest": format_ms(gateway_newest) if gateway_newest is not None else None,
         }
 
     return aig_logs
@@ -257,6 +296,7 @@ def aig_logs_history(
     client: LogsApiClient,
     per_page: int,
     max_pages: int,
+    proposed_origin_ms: int,
     since_ms: Optional[int],
     max_seconds: Optional[float],
 ) -> DltResource:
@@ -265,7 +305,8 @@ def aig_logs_history(
     Args:
         client: Client of the gateway's Logs API.
         per_page: Logs per request.
-        max_pages: Request budget of one run.
+        max_pages: Page budget of one run.
+        proposed_origin_ms: Where to start walking down when no job has recorded the origin yet.
         since_ms: Oldest `created_at` (epoch ms) to go back to; None for the gateway's oldest.
         max_seconds: Time budget of one run.
 
@@ -276,7 +317,7 @@ def aig_logs_history(
 
     @dlt.resource(name=BACKFILL_RESOURCE, selected=False, **TABLE_HINTS)
     def aig_logs_backfill() -> Iterator[List[Dict[str, Any]]]:
-        """The gateway's history, newest first, from where the forward resource started.
+        """The gateway's history, newest first, from the origin shared with the forward resource.
 
         Progress (`oldest_loaded`, `done`) is kept in the resource state and committed with the
         load, so a run cut by its page or time budget, an error or a kill resumes where it
@@ -285,27 +326,26 @@ def aig_logs_history(
         Yields:
             Pages of rows for table `aig_logs`.
         """
-        sources = dlt.current.source_state().get("resources", {})
-        forward_cursor = sources.get(FORWARD_RESOURCE, {}).get("incremental", {})
-        forward_start = forward_cursor.get(CURSOR_FIELD, {}).get("initial_value")
-        start_ms = parse_ms(forward_start) if forward_start is not None else now_ms()
+        origin_ms = state.current_origin(proposed_origin_ms)
         deadline = time.monotonic() + max_seconds if max_seconds else None
         reader = LogReader(client, per_page, max_pages, deadline=deadline)
-        state = dlt.current.resource_state()
-        walk = BackfillWalk(reader, state, since_ms)
-        for page in walk.pages(start_ms):
+        resource_state = dlt.current.resource_state()
+        walk = BackfillWalk(reader, resource_state, since_ms)
+        for page in walk.pages(origin_ms):
             yield _rows(page)
         out_of_time = deadline is not None and time.monotonic() >= deadline
-        state["last_run"] = {
-            "finished_at": format_ms(now_ms()),
+        resource_state[state.LAST_RUN] = {
+            "finished_at": format_ms(timestamps.now_ms()),
             "api_requests": client.requests_made,
             "rate_limited": client.rate_limited,
+            "pages": reader.requests,
             "logs_fetched": walk.fetched,
             "logs_new": walk.new,
             "logs_remaining_estimate": walk.remaining,
             "page_budget": max_pages,
             "page_budget_reached": reader.cut and not out_of_time,
             "time_budget_reached": reader.cut and out_of_time,
+            "incomplete_millisecond": reader.incomplete_note(),
             "per_page": per_page,
             "pacing": {
                 "requests": client.pacer.requests,

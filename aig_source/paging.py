@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from .client import ApiResponseError, LogsApiClient, LogsPage
-from .settings import TIE_RESCANS
+from .settings import TIE_MAX_PASSES
 from .timestamps import format_ms, parse_ms
 
 logger = logging.getLogger(__name__)
@@ -61,11 +61,24 @@ class LogReader:
     """True once the budget stopped a read before it reached its end."""
     exhausted: bool = False
     """True once a read reached the end of its range (a short page)."""
-    first_total: Optional[int] = None
-    """`total_count` of the first request: how many logs the range held when reading began."""
+    last_total: Optional[int] = None
+    """`total_count` of the latest request."""
     tie_cut: Optional[Tuple[int, int]] = None
     """(millisecond, next page or -1 when read to its end) when the budget stopped a read in or
     right after an over-full millisecond."""
+    incomplete: Optional[Tuple[int, int, int]] = None
+    """(millisecond, its `total_count`, distinct ids read) when an over-full millisecond could not
+    be read completely: the read stopped there, and the next run reads it again."""
+    range_total: Optional[int] = None
+    """`total_count` of everything `read` was asked for (its edge millisecond included when it
+    resumed inside one), once its first request of the rest of the range was answered."""
+
+    def incomplete_note(self) -> Optional[Dict[str, Any]]:
+        """The incomplete millisecond, for the run's `last_run` state and its summary."""
+        if self.incomplete is None:
+            return None
+        stamp, total, seen = self.incomplete
+        return {"at": format_ms(stamp), "total_count": total, "read": seen}
 
     @property
     def budget_left(self) -> bool:
@@ -83,8 +96,7 @@ class LogReader:
         self.requests += 1
         filters = created_at_filters(start_ms, end_ms)
         result = self.client.list_logs(filters, self.per_page, page, descending=descending)
-        if self.requests == 1:
-            self.first_total = result.total_count
+        self.last_total = result.total_count
         for row in result.rows:
             stamp = parse_ms(row["created_at"])
             if (start_ms is not None and stamp < start_ms) or (
@@ -123,6 +135,8 @@ class LogReader:
         """
         low, high = start_ms, end_ms
         seen_at_edge: Set[str] = set()
+        edge_total = 0
+        self.range_total = None
         # Where to resume should the budget end right after an over-full millisecond: past it,
         # so that the next run does not read it all again.
         after_tie: Optional[Tuple[int, int]] = None
@@ -134,6 +148,7 @@ class LogReader:
                 yield from self._read_tie(edge, seen_at_edge, tie_page, descending, verify=False)
                 if self.cut:
                     return
+                edge_total = self.last_total or 0
             after_tie = (edge, -1)
             low, high = (low, edge) if descending else (edge + 1, high)
         while True:
@@ -141,6 +156,8 @@ class LogReader:
                 self.cut, self.tie_cut = True, after_tie
                 return
             page = self._fetch(low, high, descending=descending)
+            if self.range_total is None and page.total_count is not None:
+                self.range_total = edge_total + page.total_count
             after_tie = None
             fresh = [row for row in page.rows if row["id"] not in seen_at_edge]
             if fresh:
@@ -156,7 +173,7 @@ class LogReader:
                 seen = seen_at_edge if last_ms == edge else set()
                 seen.update(row["id"] for row in page.rows)
                 yield from self._read_tie(last_ms, seen, 2, descending)
-                if self.cut:
+                if self.cut or self.incomplete:
                     return
                 after_tie, seen_at_edge = (last_ms, -1), set()
                 low, high = (low, last_ms) if descending else (last_ms + 1, high)
@@ -177,15 +194,22 @@ class LogReader:
         """The rest of one millisecond holding more than a page, by offset within it.
 
         Offsets are safe here because the range is a single millisecond. Should the API's order
-        inside it not be stable, it is read again from page 1 until `total_count` distinct ids
-        were seen (`verify`; off when resuming a later run, which no longer knows the ids).
+        inside it not be stable, pages overlap and miss ids, so it is read again from page 1 for
+        as long as passes still find new ids, until `total_count` distinct ids were seen
+        (`verify`; off when resuming a later run, which no longer knows the ids), at most
+        `TIE_MAX_PASSES` times. A millisecond still incomplete stops the read there
+        (`incomplete`), so no cursor moves past it.
         """
-        for attempt in range(1 + TIE_RESCANS):
-            page_number = first_page if attempt == 0 else 1
+        page_number = first_page
+        for attempt in range(TIE_MAX_PASSES):
             total: Optional[int] = None
+            found_before = len(seen)
             while True:
                 if not self.budget_left:
-                    self.cut, self.tie_cut = True, (stamp_ms, page_number)
+                    self.cut = True
+                    # a later run resumes a first pass at its next page; a cut re-scan cannot
+                    # be resumed by offset, so the next run reads the millisecond again
+                    self.tie_cut = (stamp_ms, page_number) if attempt == 0 else None
                     return
                 page = self._fetch(stamp_ms, stamp_ms + 1, page_number, descending)
                 total = page.total_count
@@ -198,12 +222,16 @@ class LogReader:
                 page_number += 1
             if total is None or len(seen) >= total or not verify:
                 return
+            if attempt > 0 and len(seen) == found_before:
+                break
             logger.warning(
                 "%s holds %s logs but paging returned %s; reading it again",
                 format_ms(stamp_ms),
                 total,
                 len(seen),
             )
+            page_number = 1
+        self.incomplete = (stamp_ms, total or 0, len(seen))
 
 
 @dataclass

@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.pipeline import LoadInfo
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.pipeline.helpers import pipeline_drop
 
@@ -33,7 +34,9 @@ from .settings import (
     PIPELINE_NAME,
     SOURCE_SECTION,
     TABLE_NAME,
+    TIE_MAX_PASSES,
 )
+from .state import LAST_RUN, forward_cursor, resource_state_of
 from .timestamps import format_ms, parse_ms
 
 logger = logging.getLogger(__name__)
@@ -105,7 +108,7 @@ def count_rows(pipeline: dlt.Pipeline, table: str = TABLE_NAME) -> int:
             rows = client.execute_sql(
                 f"SELECT COUNT(*) AS row_count FROM {client.make_qualified_table_name(table)}"
             )
-    except Exception:  # the table is declared but not created yet
+    except DatabaseUndefinedRelation:  # declared in the schema, not created yet
         return 0
     return int(rows[0][0]) if rows else 0
 
@@ -123,9 +126,12 @@ class RunSummary:
     max_pages: int
     load_info: Optional[LoadInfo]
     freshness_threshold_seconds: float = 0
+    incomplete_millisecond: Optional[Dict[str, Any]] = None
 
     def problem(self) -> Optional[str]:
         """Why this otherwise successful run should fail the scheduled job, if it should."""
+        if self.incomplete_millisecond:
+            return incomplete_millisecond_problem(self.incomplete_millisecond, "cursor")
         threshold = self.freshness_threshold_seconds
         if threshold and self.behind_seconds > threshold:
             return (
@@ -149,7 +155,7 @@ class RunSummary:
             f" {already:,} already loaded and merged), {self.api_requests:,} API requests; "
         )
         if self.cursor is None:
-            return text + "no logs in the gateway yet, cursor not set."
+            return text + "no logs in the gateway at or after the origin yet, cursor not set."
         text += f"cursor {self.cursor}; "
         if self.page_budget_reached and self.behind_seconds > 0:
             return text + (
@@ -158,6 +164,16 @@ class RunSummary:
                 " continues from the cursor."
             )
         return text + "caught up with the gateway's newest log."
+
+
+def incomplete_millisecond_problem(note: Dict[str, Any], progress: str) -> str:
+    """The one line for a millisecond whose logs could not all be read."""
+    return (
+        f"{note['total_count']:,} logs share the millisecond {note['at']}, but paging it"
+        f" {TIE_MAX_PASSES} times returned only {note['read']:,} of them (the API's order inside"
+        f" it is not stable). The {progress} stays at that millisecond and the next run reads it"
+        " again; nothing after it was skipped."
+    )
 
 
 def format_duration(seconds: float) -> str:
@@ -172,11 +188,6 @@ def format_duration(seconds: float) -> str:
     if minutes:
         return f"{minutes}m {secs:02d}s"
     return f"{secs}s"
-
-
-def resource_state(pipeline: dlt.Pipeline, resource: str) -> Dict[str, Any]:
-    sources = pipeline.state.get("sources", {})
-    return dict(sources.get(SOURCE_SECTION, {}).get("resources", {}).get(resource, {}))
 
 
 @dataclass
@@ -201,7 +212,9 @@ def _run_resource(
     source = aig_source(**source_args).with_resources(resource)
     info = pipeline.run(source, loader_file_format=loader_file_format(pipeline))  # type: ignore[arg-type]
     rows_after = count_rows(pipeline)
-    return _Loaded(resource_state(pipeline, resource), rows_after - rows_before, rows_after, info)
+    return _Loaded(
+        resource_state_of(pipeline, resource), rows_after - rows_before, rows_after, info
+    )
 
 
 def run_forward(
@@ -211,8 +224,8 @@ def run_forward(
     if max_pages is not None:
         source_args["forward_max_pages"] = max_pages
     loaded = _run_resource(pipeline, FORWARD_RESOURCE, _rows_before(pipeline), **source_args)
-    last_run = loaded.state.get("last_run", {})
-    cursor = loaded.state.get("incremental", {}).get("created_at", {}).get("last_value")
+    last_run = loaded.state.get(LAST_RUN, {})
+    cursor = forward_cursor(loaded.state)
     return RunSummary(
         logs_fetched=int(last_run.get("logs_fetched", 0)),
         logs_new=loaded.new_rows,
@@ -223,6 +236,7 @@ def run_forward(
         max_pages=int(last_run.get("page_budget", 0)),
         load_info=loaded.info,
         freshness_threshold_seconds=float(last_run.get("freshness_threshold_seconds") or 0),
+        incomplete_millisecond=last_run.get("incomplete_millisecond"),
     )
 
 
@@ -233,6 +247,7 @@ class BackfillSummary:
     logs_fetched: int = 0
     logs_new: int = 0
     api_requests: int = 0
+    pages: int = 0
     rate_limited: int = 0
     state: Dict[str, Any] = field(default_factory=dict)
     load_info: Optional[LoadInfo] = None
@@ -241,12 +256,14 @@ class BackfillSummary:
     time_budget_reached: bool = False
 
     def problem(self) -> Optional[str]:
-        return None
+        note = self.last_run.get("incomplete_millisecond")
+        return incomplete_millisecond_problem(note, "backfill") if note else None
 
     def add(self, last_run: Dict[str, Any], loaded: _Loaded) -> None:
         self.logs_fetched += int(last_run.get("logs_fetched", 0))
         self.logs_new += loaded.new_rows
         self.api_requests += int(last_run.get("api_requests", 0))
+        self.pages += int(last_run.get("pages", 0))
         self.rate_limited += int(last_run.get("rate_limited", 0))
         self.state = loaded.state
         self.load_info = loaded.info
@@ -276,7 +293,7 @@ class BackfillSummary:
         start = state.get("start")
         if oldest and start:
             back = format_duration((parse_ms(start) - parse_ms(oldest)) / 1000)
-            text += f"; reached {oldest} ({back} before the forward start {start})"
+            text += f"; reached {oldest} ({back} before the origin {start})"
         if self.done:
             bottom = (
                 f"reached --since {state.get('since')}"
@@ -333,18 +350,18 @@ def run_backfill(
     rows = _rows_before(pipeline)
     totals = BackfillSummary(page_budget=budget)
     while True:
-        chunk = min(BACKFILL_CHUNK_PAGES, budget - totals.api_requests)
+        chunk = min(BACKFILL_CHUNK_PAGES, budget - totals.pages)
         source_args["backfill_max_pages"] = max(1, chunk)
         if deadline is not None:
             source_args["backfill_max_seconds"] = max(0.001, deadline - time.monotonic())
         loaded = _run_resource(pipeline, BACKFILL_RESOURCE, rows, **source_args)
         rows = loaded.rows_after
-        last_run = loaded.state.get("last_run", {})
+        last_run = loaded.state.get(LAST_RUN, {})
         totals.add(last_run, loaded)
         out_of_time = deadline is not None and time.monotonic() >= deadline
         if totals.done or not last_run.get("page_budget_reached") or out_of_time:
             break
-        if totals.api_requests >= budget:
+        if totals.pages >= budget:
             break
         logger.info("backfill: %s", totals.line())
     totals.time_budget_reached = bool(last_run.get("time_budget_reached")) or out_of_time

@@ -24,16 +24,18 @@ DEFAULT_RATE_LIMIT_REQUESTS = 800
 DEFAULT_RATE_LIMIT_WINDOW_SECONDS = 300.0
 """Cloudflare allows 1,200 requests per 300 s per token; 800 leaves a third for the dashboard,
 setup checks and the other job, and still backfills about 130 logs/s."""
-FORWARD_INITIAL_WINDOW_SECONDS = 3600
-"""Without state, the forward resource starts this far before now; older logs are the backfill's."""
+DEFAULT_FORWARD_START = "1h"
+"""Where the first job to run splits the history: the forward resource reads newer logs, the
+backfill older ones (`forward_start`: a duration before that run, or a timestamp)."""
 
 DEFAULT_LOG_LEVEL = "INFO"
 """Level of the pipeline's own log lines on stderr (late logs found, pacing, backfill progress);
 dlt's own logging follows `[runtime] log_level`."""
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
-TIE_RESCANS = 2
-"""Extra passes over one over-full millisecond when its pages disagree with `total_count`."""
+TIE_MAX_PASSES = 20
+"""Passes over one over-full millisecond whose pages disagree with `total_count`: passes go on
+while they find new ids, up to this many; a millisecond still incomplete then fails the run."""
 
 PIPELINE_NAME = "aig_logs"
 DATASET_NAME = "ai_gateway"

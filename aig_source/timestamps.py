@@ -35,3 +35,43 @@ def from_ms(epoch_ms: int) -> datetime:
     return datetime.fromtimestamp(epoch_ms / 1000, tz=timezone.utc).replace(
         microsecond=(epoch_ms % 1000) * 1000
     )
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration_seconds(value: str) -> float:
+    """Seconds of a duration such as `90s`, `30m`, `1h`, `7d`, `2w`, or a plain number of seconds.
+
+    Raises:
+        ValueError: when `value` is not such a duration.
+    """
+    text = value.strip().lower()
+    unit = _DURATION_UNITS.get(text[-1:])
+    number = text[:-1] if unit is not None else text
+    seconds = float(number) * (unit or 1)
+    if not number or seconds < 0 or seconds != seconds:
+        raise ValueError(value)
+    return seconds
+
+
+def parse_moment_ms(value: str) -> int:
+    """Epoch ms of an ISO date (`2026-01-31`, midnight UTC) or timestamp.
+
+    Raises:
+        ValueError: when `value` is neither.
+    """
+    text = value.strip()
+    return parse_ms(text if "T" in text or " " in text else f"{text}T00:00:00Z")
+
+
+def moment_before_ms(value: str, now: int) -> int:
+    """Epoch ms of `value`: a duration before `now` (`1h`, `7d`) or an ISO date or timestamp.
+
+    Raises:
+        ValueError: when `value` is neither.
+    """
+    try:
+        return now - int(parse_duration_seconds(value) * 1000)
+    except ValueError:
+        return parse_moment_ms(value)

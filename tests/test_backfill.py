@@ -12,9 +12,10 @@ from typing import Any, List
 import pytest
 
 from aig_source import backfill as backfill_module
+from aig_source import timestamps
 from aig_source.emulator import LogsApiEmulator, RateLimit
 from aig_source.runner import BackfillSummary, run_backfill
-from aig_source.timestamps import format_ms
+from aig_source.timestamps import format_ms, parse_ms
 
 from .conftest import BACKFILL_SCRIPT, Workspace, run_demo, stored_ids
 
@@ -279,3 +280,72 @@ def test_backfill_demo_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "done: reached the gateway's oldest log" in result.stdout
     assert "answered 429" not in result.stdout
+
+
+def test_backfill_first_and_forward_hours_later_leave_no_gap(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = workspace.api
+    history(api, 300)
+    api.generate(400, hours=4)
+    real_now_ms = timestamps.now_ms
+    # the backfill runs four hours before the forward's first run
+    monkeypatch.setattr(timestamps, "now_ms", lambda: real_now_ms() - 4 * 3_600_000)
+    backfill_until_done(workspace)
+    monkeypatch.setattr(timestamps, "now_ms", real_now_ms)
+
+    workspace.run_until_caught_up(max_pages=100)
+
+    ids = workspace.ids()
+    assert len(ids) == len(set(ids)) == 700, "the old forward started at its own now - 1 h"
+    assert sorted(ids) == sorted(stored_ids(api))
+
+
+def test_forward_first_then_backfill_split_at_one_origin(workspace: Workspace) -> None:
+    api = workspace.api
+    logs = api.generate(500, hours=6)
+    workspace.run_until_caught_up(max_pages=100, forward_start="2h")
+    origin = workspace.pipeline().state["sources"]["aig_source"]["origin"]
+    below = [log for log in logs if log.created_at_ms < parse_ms(origin)]
+
+    summaries = backfill_until_done(workspace, source={"forward_start": "10m"})
+
+    assert summaries[0].state["start"] == origin, "a later forward_start does not move it"
+    assert sum(s.logs_new for s in summaries) == len(below)
+    assert sorted(workspace.ids()) == sorted(stored_ids(api))
+
+
+def test_resuming_inside_a_crowded_millisecond_reports_no_logs_gone(
+    workspace: Workspace,
+) -> None:
+    api = workspace.api
+    stamp = api.now_ms() - 2 * DAY_MS
+    api.generate(500, start_ms=stamp - 3_600_000, end_ms=stamp)
+    api.add_logs([api.make_log(stamp) for _ in range(75)])
+    api.generate(200, start_ms=stamp + 1, end_ms=stamp + 3_600_000)
+    workspace.run()
+
+    summaries = backfill_until_done(workspace, max_pages=3, source={"per_page": 10})
+
+    assert len(set(workspace.ids())) == 775
+    assert all(s.logs_gone == 0 for s in summaries), [s.logs_gone for s in summaries]
+    assert summaries[-1].state["loaded"] == summaries[-1].state["expected"] == 775
+    estimates = [s.last_run["logs_remaining_estimate"] for s in summaries[:-1]]
+    loaded_after = [sum(s.logs_new for s in summaries[: i + 1]) for i in range(len(estimates))]
+    for estimate, loaded in zip(estimates, loaded_after, strict=True):
+        assert estimate == 775 - loaded
+
+
+def test_eviction_is_counted_once_and_exactly(workspace: Workspace) -> None:
+    api = workspace.api
+    history(api, 600)
+    workspace.run()
+    first = backfill(workspace, max_pages=3)
+    assert first.logs_gone == 0
+    oldest = sorted(api.gateway().store.snapshot(), key=lambda log: log.created_at_ms)[:50]
+    api.gateway().store.delete(oldest)
+
+    summaries = backfill_until_done(workspace, max_pages=3)
+
+    assert all(s.logs_gone == 50 for s in summaries), [s.logs_gone for s in summaries]
+    assert summaries[-1].state["loaded"] == 550

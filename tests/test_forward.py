@@ -397,3 +397,107 @@ def test_steady_state_cost_is_close_to_the_floor(workspace: Workspace) -> None:
     assert new == 4000
     assert len(set(workspace.ids())) == 4100
     assert requests / (new / 1000) < 24
+
+
+def test_unstable_order_inside_a_millisecond_is_rescanned_until_complete(
+    workspace: Workspace,
+) -> None:
+    api = workspace.api
+    api.tie_order = "shuffled"
+    add_tie(api, tied=400, around=30)
+
+    summary = workspace.run(max_pages=400)
+
+    ids = workspace.ids()
+    assert len(ids) == len(set(ids)) == 460, "three passes (the old bound) left logs behind"
+    assert summary.problem() is None and summary.incomplete_millisecond is None
+
+
+def test_a_millisecond_that_cannot_be_read_completely_fails_and_keeps_the_cursor(
+    workspace: Workspace,
+) -> None:
+    api = workspace.api
+    api.tie_order = "evasive"
+    stamp = api.now_ms() - 600_000
+    add_tie(api, tied=120, around=30)
+
+    summary = workspace.run(max_pages=200)
+
+    problem = summary.problem()
+    assert problem is not None and format_ms(stamp) in problem
+    assert "120 logs share the millisecond" in problem and "119" in problem
+    assert summary.cursor is not None and parse_ms(summary.cursor) <= stamp
+    loaded = set(workspace.ids())
+    newer = {log.id for log in api.gateway().store.snapshot() if log.created_at_ms > stamp}
+    assert not loaded & newer, "nothing after the incomplete millisecond is loaded"
+
+    api.tie_order = "stable"
+    workspace.run_until_caught_up(max_pages=200)
+
+    ids = workspace.ids()
+    assert len(ids) == len(set(ids)) == 180
+    assert sorted(ids) == sorted(stored_ids(api))
+
+
+def test_incomplete_millisecond_is_one_error_line_and_exit_1(workspace: Workspace) -> None:
+    api = workspace.api
+    api.tie_order = "evasive"
+    add_tie(api, tied=60, around=5)
+
+    result = workspace.script("--max-pages", "100")
+
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "60 logs share the millisecond" in errors[0], result.stderr
+    assert "aig_logs forward:" in result.stdout
+
+
+def test_lookback_zero_still_replaces_a_changed_log_at_the_cursor(workspace: Workspace) -> None:
+    api = workspace.api
+    logs = api.generate(30, hours=0.5)
+    workspace.run(lookback_seconds=0)
+    newest = max(logs, key=lambda log: log.created_at_ms)
+    newest.fields["metadata"] = json.dumps({"team": "changed"})
+
+    workspace.run(lookback_seconds=0)
+
+    rows = workspace.query(
+        f"SELECT CAST(metadata AS VARCHAR) FROM ai_gateway.aig_logs WHERE id = '{newest.id}'"
+    )
+    assert [json.loads(row[0]) for row in rows] == [{"team": "changed"}]
+
+
+def test_one_page_budget_with_a_lookback_is_refused_clearly(workspace: Workspace) -> None:
+    with pytest.raises(Exception) as raised:
+        workspace.run(max_pages=1)
+
+    message = str(raised.value)
+    assert "forward_max_pages must be at least 2" in message
+    assert "SOURCES__AIG_SOURCE__FORWARD_MAX_PAGES" in message and "lookback_seconds" in message
+
+    workspace.api.generate(20, hours=0.5)
+    assert workspace.run(max_pages=1, lookback_seconds=0).logs_new == 20
+
+
+@pytest.mark.parametrize("forward_start", ["3h", "2026-01-01"])
+def test_forward_start_sets_where_the_first_run_reads_from(
+    workspace: Workspace, forward_start: str
+) -> None:
+    api = workspace.api
+    logs = api.generate(200, hours=5)
+    start_ms = (
+        api.now_ms() - 3 * HOUR_MS if forward_start == "3h" else parse_ms("2026-01-01T00:00:00Z")
+    )
+
+    workspace.run_until_caught_up(max_pages=100, forward_start=forward_start)
+
+    expected = {log.id for log in logs if log.created_at_ms >= start_ms}
+    assert set(workspace.ids()) == expected
+
+
+def test_invalid_forward_start_names_the_setting(workspace: Workspace) -> None:
+    with pytest.raises(Exception) as raised:
+        workspace.run(forward_start="yesterday")
+
+    assert "forward_start must be a duration" in str(raised.value)
+    assert "SOURCES__AIG_SOURCE__FORWARD_START" in str(raised.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import time
 from typing import List, Optional
 
@@ -49,6 +50,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         rate_limit=rate_limit,
     )
     emulator.generate(args.logs, hours=args.hours)
+    # a shell that starts this in the background ignores SIGINT for it; Ctrl-C must still stop it
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with emulator:
         if args.live > 0:
             emulator.start_live_traffic(args.live, max_visibility_delay_ms=2000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import math
 import random
@@ -93,6 +94,11 @@ class ApiError(Exception):
         if self.path:
             error["path"] = self.path
         return {"success": False, "errors": [error], "messages": [], "result": None}
+
+
+TIE_ORDERS = ("stable", "shuffled", "evasive")
+"""Orders of the logs inside one millisecond: by id (what Cloudflare appears to do), at random
+per request, or adversarial (one log always off the page asked for)."""
 
 
 @dataclass
@@ -200,6 +206,7 @@ class LogsApiEmulator:
         strategy: str = "DELETE_OLDEST",
         rate_limit: Optional[RateLimit] = None,
         include_empty_messages: bool = False,
+        tie_order: str = "stable",
     ) -> None:
         self.account_id = account_id
         self.default_gateway_id = gateway_id
@@ -209,6 +216,10 @@ class LogsApiEmulator:
         self.port = port
         self.rate_limit = rate_limit
         self.include_empty_messages = include_empty_messages
+        if tie_order not in TIE_ORDERS:
+            raise ValueError(f"tie_order must be one of {TIE_ORDERS}")
+        self.tie_order = tie_order
+        """How logs of one millisecond are ordered among themselves (see `TIE_ORDERS`)."""
         self.faults = Faults()
         self.requests: List[ServedRequest] = []
         self.clock_offset_ms = 0
@@ -544,6 +555,8 @@ class LogsApiEmulator:
         filters = _filters_from_query(query)
         rows = gateway.store.query(filters, order_by=order_by, descending=direction == "desc")
         start = (page - 1) * per_page
+        if self.tie_order != "stable" and order_by == "created_at":
+            rows = self._unstable_ties(rows, start, per_page)
         page_rows = rows[start : start + per_page]
         result_info: Dict[str, Any] = {
             "page": page,
@@ -558,6 +571,26 @@ class LogsApiEmulator:
             "result": [log.list_item() for log in page_rows],
             "result_info": result_info,
         }
+
+    def _unstable_ties(self, rows: List[StoredLog], start: int, per_page: int) -> List[StoredLog]:
+        """Reorders each millisecond holding more than a page, as an API without a stable order
+        inside a millisecond may: `shuffled` at random on every request; `evasive` so that one
+        log of it is never on the page asked for, which no amount of re-reading gets past."""
+        reordered: List[StoredLog] = []
+        for _, group in itertools.groupby(rows, key=lambda log: log.created_at_ms):
+            logs = list(group)
+            if len(logs) > per_page:
+                if self.tie_order == "shuffled":
+                    with self._lock:
+                        self._rng.shuffle(logs)
+                else:
+                    hidden = max(logs, key=lambda log: log.id)
+                    logs.remove(hidden)
+                    first = len(reordered)
+                    on_first_positions = start < first + per_page and start + per_page > first
+                    logs = [*logs, hidden] if on_first_positions else [hidden, *logs]
+            reordered.extend(logs)
+        return reordered
 
     def _delete(self, gateway: Gateway, query: Dict[str, List[str]]) -> Dict[str, Any]:
         limit = _int_param(query, "limit", 10000, minimum=1, maximum=10000)

@@ -1,0 +1,95 @@
+"""The layout of this project's dlt state: what each job keeps, under which names, and where.
+
+dlt keeps source state under `sources.aig_source` and each resource's state under
+`sources.aig_source.resources.<resource>`; all of it is committed with the load that carries it,
+so a failed or killed run changes none of it. This module is the one place that knows the keys:
+
+- source state
+  - `origin`: where the history is split in two, fixed by whichever job runs first. The forward
+    resource reads up from it, the backfill down from it, whatever the order of the two and the
+    time between them.
+- resource `aig_logs` (forward)
+  - `incremental.created_at`: dlt's cursor (`last_value`, the newest log loaded).
+  - `lookback`: per-second counts of the lookback window (`paging.ForwardRead`).
+  - `cursor_rows`: digests of the logs at the cursor's millisecond (`paging.CursorRows`).
+  - `tie`: where an over-full millisecond cut by the budget resumes.
+  - `last_run`: what the last run did, for the summary and `dlt pipeline aig_logs info -v`.
+- resource `aig_logs_backfill`
+  - `start`, `oldest_loaded`, `at_oldest`, `tie`, `done`, `done_reason`, `since`, `expected`,
+    `loaded`, `gone`, `gap`, `last_run` (`backfill.BackfillWalk`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import dlt
+
+from .settings import BACKFILL_RESOURCE, CURSOR_FIELD, FORWARD_RESOURCE, SOURCE_SECTION
+from .timestamps import format_ms, parse_ms
+
+ORIGIN = "origin"
+LAST_RUN = "last_run"
+LOOKBACK = "lookback"
+CURSOR_ROWS = "cursor_rows"
+BACKFILL_GAP = "gap"
+"""A range between an older version's backfill start and its forward start that neither read."""
+
+State = Dict[str, Any]
+
+
+def resources_of(source_state: State) -> State:
+    resources: State = source_state.setdefault("resources", {})
+    return resources
+
+
+def forward_cursor(forward_state: State) -> Optional[str]:
+    """dlt's incremental cursor of the forward resource: the newest log loaded, if any."""
+    cursor = forward_state.get("incremental", {}).get(CURSOR_FIELD, {})
+    value = cursor.get("last_value")
+    return None if value is None else str(value)
+
+
+def fix_origin(source_state: State, proposed_ms: int) -> int:
+    """The origin of both jobs: the recorded one, else one carried over from an older version's
+    state, else `proposed_ms`, which is then recorded (and committed with this run's load).
+
+    Versions before the origin existed let the forward start at its own first run minus an hour
+    and the backfill at its own first run; when the backfill ran first and the forward more than
+    an hour later, the logs between the two were read by neither. That range is handed to the
+    backfill (`gap`) so it is read once, and the forward's start becomes the origin.
+    """
+    recorded = source_state.get(ORIGIN)
+    if recorded is not None:
+        return parse_ms(str(recorded))
+    resources = resources_of(source_state)
+    forward = resources.get(FORWARD_RESOURCE, {})
+    backfill = resources.get(BACKFILL_RESOURCE, {})
+    forward_start = forward.get("incremental", {}).get(CURSOR_FIELD, {}).get("initial_value")
+    backfill_start = backfill.get("start")
+    if forward_start is not None:
+        origin_ms = parse_ms(forward_start)
+        if backfill_start is not None and parse_ms(backfill_start) < origin_ms:
+            backfill[BACKFILL_GAP] = {"low": backfill_start, "high": format_ms(origin_ms)}
+    elif backfill_start is not None:
+        origin_ms = parse_ms(backfill_start)
+    else:
+        origin_ms = proposed_ms
+    source_state[ORIGIN] = format_ms(origin_ms)
+    return origin_ms
+
+
+def current_origin(proposed_ms: int) -> int:
+    """`fix_origin` on the state of the source being extracted."""
+    return fix_origin(dlt.current.source_state(), proposed_ms)
+
+
+def source_state_of(pipeline: dlt.Pipeline) -> State:
+    """This source's state as the pipeline last committed it (a copy)."""
+    sources = pipeline.state.get("sources", {})
+    return dict(sources.get(SOURCE_SECTION, {}))
+
+
+def resource_state_of(pipeline: dlt.Pipeline, resource: str) -> State:
+    """One resource's state as the pipeline last committed it (a copy)."""
+    return dict(source_state_of(pipeline).get("resources", {}).get(resource, {}))
