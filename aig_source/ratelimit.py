@@ -30,7 +30,9 @@ class RequestPacer:
 
     Requests are also spaced (at least half the even interval apart), so a budget is spent
     smoothly rather than in one burst. A small margin on the window absorbs the difference
-    between when a request leaves here and when the server counts it.
+    between when a request leaves here and when the server counts it. Each request reserves its
+    slot under the lock and then sleeps without it, so other threads go on taking slots, and a
+    429 (`pause`) reaches requests that are already waiting.
     """
 
     def __init__(
@@ -45,64 +47,70 @@ class RequestPacer:
         self._lock = threading.Lock()
         self._sent: Deque[float] = collections.deque()
         self._paused_until = 0.0
-        self.waited_seconds = 0.0
-        self.requests = requests
+        self._slowdown = 1.0
+        self.configured_requests = requests
         self.window_seconds = window_seconds
         self.configure(requests, window_seconds)
 
     def configure(self, requests: int, window_seconds: float) -> None:
+        """Sets the budget; a slow-down after a 429 stays in force for the process."""
         if requests < 1 or window_seconds <= 0:
             raise ValueError("the rate limit needs at least 1 request per a positive window")
         with self._lock:
-            self.requests = requests
+            self.configured_requests = requests
             self.window_seconds = window_seconds
+
+    @property
+    def requests(self) -> int:
+        """The budget in force: the configured one, slowed down by every 429 so far."""
+        return max(1, int(self.configured_requests * self._slowdown))
 
     @property
     def _margin(self) -> float:
         return min(0.5, 0.02 * self.window_seconds)
 
+    def _reserve(self, now: float) -> float:
+        """The time of the next free slot, which is taken (call with the lock held)."""
+        horizon = now - self.window_seconds - self._margin
+        while self._sent and self._sent[0] <= horizon:
+            self._sent.popleft()
+        budget = self.requests
+        ready = max(now, self._paused_until)
+        if len(self._sent) >= budget:
+            ready = max(ready, self._sent[-budget] + self.window_seconds + self._margin)
+        if self._sent:
+            spacing = BURST_SPACING * self.window_seconds / budget
+            ready = max(ready, self._sent[-1] + spacing)
+        self._sent.append(ready)
+        return ready
+
     def acquire(self) -> float:
         """Blocks until a request may be sent; returns how long it waited."""
         waited = 0.0
-        with self._lock:
-            while True:
+        while True:
+            with self._lock:
                 now = self._clock()
-                horizon = now - self.window_seconds - self._margin
-                while self._sent and self._sent[0] <= horizon:
-                    self._sent.popleft()
-                ready = self._paused_until
-                if len(self._sent) >= self.requests:
-                    ready = max(
-                        ready, self._sent[-self.requests] + self.window_seconds + self._margin
-                    )
-                if self._sent:
-                    spacing = BURST_SPACING * self.window_seconds / self.requests
-                    ready = max(ready, self._sent[-1] + spacing)
-                if ready <= now:
-                    self._sent.append(now)
-                    self.waited_seconds += waited
+                slot = self._reserve(now)
+            if slot > now:
+                self._sleep(slot - now)
+                waited += slot - now
+            with self._lock:
+                if self._paused_until <= slot:
                     return waited
-                self._sleep(ready - now)
-                waited += ready - now
+                # a 429 arrived while this request waited: give the slot back, wait again
+                self._sent.remove(slot)
 
     def pause(self, seconds: float) -> None:
         """Honours a `retry-after` for every request of the process, and slows down."""
         with self._lock:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
-            slower = max(1, int(self.requests * SLOWDOWN_AFTER_429))
+            self._slowdown *= SLOWDOWN_AFTER_429
             logger.warning(
                 "Cloudflare answered 429: pausing %.0f s, pacing down to %s requests per %.0f s",
                 seconds,
-                slower,
+                self.requests,
                 self.window_seconds,
             )
-            self.requests = slower
-
-    def sent_in_window(self) -> int:
-        """Requests sent within the last window."""
-        with self._lock:
-            horizon = self._clock() - self.window_seconds
-            return sum(1 for sent in self._sent if sent > horizon)
 
 
 _shared: Optional[RequestPacer] = None
@@ -115,7 +123,7 @@ def shared_pacer(requests: int, window_seconds: float) -> RequestPacer:
     with _shared_lock:
         if _shared is None:
             _shared = RequestPacer(requests, window_seconds)
-        elif (_shared.requests, _shared.window_seconds) != (requests, window_seconds):
+        else:
             _shared.configure(requests, window_seconds)
         return _shared
 

@@ -222,17 +222,26 @@ def test_pacing_keeps_a_long_backfill_free_of_429s(workspace: Workspace) -> None
 def test_a_429_despite_pacing_pauses_and_slows_down(workspace: Workspace) -> None:
     api = workspace.api
     api.rate_limit = RateLimit(requests=10, window_seconds=1.0, block_seconds=1.0)
-    history(api, 1000)
+    history(api, 4000)
 
     summaries = backfill_until_done(
         workspace,
-        max_pages=100,
-        source={"rate_limit_requests": 40, "rate_limit_window_seconds": 1.0},
+        max_pages=12,
+        source={"rate_limit_requests": 15, "rate_limit_window_seconds": 1.0},
     )
 
-    assert Counter(r.status for r in api.requests)[429] >= 1
-    assert summaries[-1].done and len(set(workspace.ids())) == 1000
-    assert "answered 429" in summaries[0].line()
+    assert summaries[-1].done and len(set(workspace.ids())) == 4000
+    assert any("answered 429" in s.line() for s in summaries)
+    budgets = [s.last_run["pacing"]["requests"] for s in summaries]
+    assert budgets == sorted(budgets, reverse=True) and budgets[-1] < 40, (
+        "each run builds a new source; the slow-down must outlive it"
+    )
+    served = [r for r in api.requests if "/logs" in r.path]
+    last_429 = max(index for index, r in enumerate(served) if r.status == 429)
+    assert last_429 < len(served) / 2, "once slowed down, later runs stay under the limit"
+    after = [r.at for r in served[last_429 + 1 :]]
+    busiest = max(len([t for t in after[i:] if t < start + 1.0]) for i, start in enumerate(after))
+    assert busiest <= 10, f"{busiest} requests in one second after slowing down"
 
 
 def test_progress_lines_during_long_runs(

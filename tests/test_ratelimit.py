@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from typing import List
 
-from aig_source.ratelimit import RequestPacer
+from aig_source.ratelimit import RequestPacer, forget_shared_pacer, shared_pacer
 
 
 class FakeClock:
@@ -78,19 +79,88 @@ def test_pause_honours_retry_after_and_slows_down() -> None:
     assert pacer.requests == 90
 
 
-def test_shared_across_threads() -> None:
-    pacer = RequestPacer(1000, 1.0)
-    sent: List[int] = []
+def most_in_any_window(times: List[float], window: float) -> int:
+    ordered = sorted(times)
+    return max(
+        (
+            len([t for t in ordered[index:] if t < start + window])
+            for index, start in enumerate(ordered)
+        ),
+        default=0,
+    )
+
+
+def test_a_slowdown_survives_the_next_source_configuring_the_pacer() -> None:
+    forget_shared_pacer()
+    try:
+        pacer = shared_pacer(100, 10.0)
+        pacer.pause(0.0)
+        again = shared_pacer(100, 10.0)  # what every backfill chunk does when it builds a source
+
+        assert again is pacer and again.requests == 90
+        clock = FakeClock()
+        paced = RequestPacer(100, 10.0, clock=clock, sleep=clock.sleep)
+        paced.pause(0.0)
+        paced.configure(100, 10.0)
+        times = sends(paced, clock, 300)
+        assert most_in_any_window(times, 10.0) == 90
+    finally:
+        forget_shared_pacer()
+
+
+def test_threads_share_the_budget_at_the_paced_rate() -> None:
+    pacer = RequestPacer(10, 1.0)
+    sent: List[float] = []
+    lock = threading.Lock()
 
     def worker() -> None:
-        for _ in range(50):
+        for _ in range(10):
             pacer.acquire()
-            sent.append(1)
+            with lock:
+                sent.append(time.monotonic())
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
+    started = time.monotonic()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
 
-    assert len(sent) == 200
+    assert len(sent) == 40
+    assert most_in_any_window(sent, 1.0) <= 10
+    # 40 requests at 10 per second: the last window starts after about 3 s, not at once
+    assert max(sent) - started >= 2.9
+    assert max(sent) - started < 6.0, "and the budget is used, not wasted"
+
+
+def test_a_waiting_request_does_not_block_other_threads() -> None:
+    pacer = RequestPacer(2, 1.0)
+    pacer.acquire()
+    pacer.acquire()
+    waiter = threading.Thread(target=pacer.acquire)
+    waiter.start()
+    time.sleep(0.1)  # the waiter now sleeps until the window frees a slot
+
+    started = time.monotonic()
+    pacer.configure(2, 1.0)
+    pacer.pause(0.0)
+    blocked = time.monotonic() - started
+    waiter.join()
+
+    assert blocked < 0.1, f"configure and pause waited {blocked:.2f} s for a sleeping request"
+
+
+def test_a_pause_reaches_requests_already_waiting() -> None:
+    pacer = RequestPacer(2, 1.0)
+    pacer.acquire()
+    pacer.acquire()
+    sent: List[float] = []
+    waiter = threading.Thread(target=lambda: (pacer.acquire(), sent.append(time.monotonic())))
+    waiter.start()
+    time.sleep(0.1)  # the waiter sleeps for the slot that frees in about 0.9 s
+
+    paused_at = time.monotonic()
+    pacer.pause(1.5)
+    waiter.join()
+
+    assert sent[0] - paused_at >= 1.45, "the waiting request honoured the retry-after"
