@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
+from urllib.parse import urlsplit
 
 from dlt.common.configuration import resolve_configuration
 from dlt.common.configuration.specs import RuntimeConfiguration
@@ -14,6 +15,7 @@ from requests import RequestException, Response, Session
 from .ratelimit import PacedAdapter, RequestPacer
 from .settings import (
     ACCOUNT_TOKEN_VERIFY_PATH,
+    DEFAULT_API_BASE_URL,
     ENV_PREFIX,
     GATEWAY_PATH,
     LOGS_PATH,
@@ -85,6 +87,13 @@ def _retry_after_seconds(response: Response) -> Optional[float]:
         return float(raw)
     except ValueError:
         return None
+
+
+def _describe_body(response: Response) -> str:
+    """What came back, briefly, for an answer that is not Cloudflare's JSON envelope."""
+    kind = response.headers.get("content-type", "no content type").split(";")[0]
+    text = " ".join(response.text.split())[:60]
+    return f"{kind}: {text!r}" if text else f"{kind}, empty body"
 
 
 def _first_error(body: Any) -> Dict[str, Any]:
@@ -263,10 +272,19 @@ class LogsApiClient:
                 f"Cloudflare account '{self.account_id}' was not found ({detail}). Check"
                 f" {config_hint('account_id')}."
             )
-        if status == 404:
+        path = urlsplit(response.url).path
+        gateway_path = GATEWAY_PATH.format(account_id=self.account_id, gateway_id=self.gateway_id)
+        if status == 404 and code == 7002 and gateway_path in path:
             return ApiNotFoundError(
                 f"AI Gateway '{self.gateway_id}' was not found in account {self.account_id}"
                 f" ({detail}). Check {config_hint('gateway_id')}."
+            )
+        if status == 404:
+            answer = detail if code else f"HTTP 404, {_describe_body(response)}"
+            return ApiNotFoundError(
+                f"The Cloudflare API at {self.api_base_url} has no {path} ({answer}): it is not"
+                f" Cloudflare's v4 API, or not all of it. Check {config_hint('api_base_url')};"
+                f" Cloudflare's is {DEFAULT_API_BASE_URL}."
             )
         if status == 429:
             wait = _retry_after_seconds(response)

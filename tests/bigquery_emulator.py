@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Tuple, Union
 
 import dlt
 import pytest
@@ -116,15 +116,16 @@ def bigquery(bigquery_server: str, monkeypatch: pytest.MonkeyPatch) -> EmulatedB
 
 
 @contextmanager
-def answering(status: int, body: Dict[str, Any]) -> Iterator[str]:
-    """A loopback HTTP server answering every request with `status` and the JSON `body`; yields
-    its base URL. Stands for a Google endpoint refusing the caller."""
-    encoded = json.dumps(body).encode()
+def answering(status: int, body: Union[Dict[str, Any], str]) -> Iterator[str]:
+    """A loopback HTTP server answering every request with `status` and `body` (JSON, or HTML
+    when a string); yields its base URL. Stands for an endpoint refusing the caller."""
+    encoded = (json.dumps(body) if isinstance(body, dict) else body).encode()
+    content_type = "application/json" if isinstance(body, dict) else "text/html"
 
     class Handler(BaseHTTPRequestHandler):
         def answer(self) -> None:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(encoded)))
             self.end_headers()
             self.wfile.write(encoded)

@@ -12,7 +12,7 @@ from typing import Any, List
 import pytest
 
 from aig_source import backfill as backfill_module
-from aig_source import timestamps
+from aig_source import runner, timestamps
 from aig_source.emulator import LogsApiEmulator, RateLimit
 from aig_source.runner import BackfillSummary, run_backfill
 from aig_source.timestamps import format_ms, parse_ms
@@ -358,3 +358,18 @@ def test_eviction_is_counted_once_and_exactly(workspace: Workspace) -> None:
 
     assert all(s.logs_gone == 50 for s in summaries), [s.logs_gone for s in summaries]
     assert summaries[-1].state["loaded"] == 550
+
+
+def test_the_page_budget_counts_pages_not_retries(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "BACKFILL_CHUNK_PAGES", 10)
+    api = workspace.api
+    history(api, 1500)
+    workspace.run()
+    api.faults.server_errors = 3
+
+    summary = backfill(workspace, max_pages=15)
+
+    assert summary.pages == 15 and summary.api_requests == 18
+    assert summary.logs_fetched >= 15 * 49, "every page of the budget read logs"

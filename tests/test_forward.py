@@ -10,6 +10,7 @@ import pytest
 from aig_source.emulator import LogsApiEmulator, RateLimit
 from aig_source.timestamps import format_ms, parse_ms
 
+from .bigquery_emulator import answering
 from .conftest import Workspace, stored_ids
 
 HOUR_MS = 3_600_000
@@ -501,3 +502,59 @@ def test_invalid_forward_start_names_the_setting(workspace: Workspace) -> None:
 
     assert "forward_start must be a duration" in str(raised.value)
     assert "SOURCES__AIG_SOURCE__FORWARD_START" in str(raised.value)
+
+
+def test_a_wrong_api_base_url_is_named_not_taken_for_a_missing_gateway(
+    workspace: Workspace,
+) -> None:
+    from aig_source.runner import describe_failure
+
+    wrong_path = workspace.api.base_url.replace("/client/v4", "/v4")
+    with pytest.raises(Exception) as failure:
+        workspace.run(api_base_url=wrong_path)
+    message = describe_failure(failure.value)
+    assert "was not found in account" not in message
+    assert "/v4/accounts/" in message and "SOURCES__AIG_SOURCE__API_BASE_URL" in message
+    assert "code 7000: No route for that URI" in message
+
+    with answering(404, "<html><body>Not Found</body></html>") as other_server:
+        with pytest.raises(Exception) as failure:
+            workspace.run(api_base_url=other_server)
+    message = describe_failure(failure.value)
+    assert "text/html" in message and "Not Found" in message
+    assert "SOURCES__AIG_SOURCE__API_BASE_URL" in message
+    assert "was not found in account" not in message
+
+
+def test_a_failed_row_count_fails_the_run_instead_of_counting_negative_logs(
+    workspace: Workspace,
+) -> None:
+    import duckdb
+
+    from aig_source.runner import count_rows
+
+    workspace.api.generate(20, hours=0.5)
+    workspace.run()
+    with duckdb.connect(str(workspace.database)) as connection:
+        connection.execute("ALTER TABLE ai_gateway.aig_logs RENAME TO aig_logs_kept")
+        connection.execute(
+            "CREATE VIEW ai_gateway.aig_logs AS SELECT * FROM ai_gateway.aig_logs_kept"
+            " WHERE error('the warehouse refused the query') IS NULL"
+        )
+
+    with pytest.raises(Exception, match="the warehouse refused the query"):
+        count_rows(workspace.pipeline())
+
+
+def test_the_gateways_newest_log_is_reported_only_when_known(workspace: Workspace) -> None:
+    api = workspace.api
+    logs = api.generate(400, hours=0.9)
+    newest = format_ms(max(log.created_at_ms for log in logs))
+
+    cut = workspace.run(max_pages=2)
+    caught_up = workspace.run_until_caught_up(max_pages=50)[-1]
+
+    assert cut.page_budget_reached and cut.gateway_newest == newest, "probed when cut"
+    assert parse_ms(cut.cursor or "") < parse_ms(newest) and cut.behind_seconds > 0
+    assert caught_up.gateway_newest == caught_up.cursor == newest
+    assert caught_up.behind_seconds == 0
