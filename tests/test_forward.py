@@ -517,9 +517,9 @@ def test_a_wrong_api_base_url_is_named_not_taken_for_a_missing_gateway(
     assert "/v4/accounts/" in message and "SOURCES__AIG_SOURCE__API_BASE_URL" in message
     assert "code 7000: No route for that URI" in message
 
-    with answering(404, "<html><body>Not Found</body></html>") as other_server:
-        with pytest.raises(Exception) as failure:
-            workspace.run(api_base_url=other_server)
+    html = "<html><body>Not Found</body></html>"
+    with answering(404, html) as other_server, pytest.raises(Exception) as failure:
+        workspace.run(api_base_url=other_server)
     message = describe_failure(failure.value)
     assert "text/html" in message and "Not Found" in message
     assert "SOURCES__AIG_SOURCE__API_BASE_URL" in message
