@@ -26,6 +26,7 @@ from .rows import to_row
 from .settings import (
     BACKFILL_RESOURCE,
     BIGQUERY_CLUSTER_COLUMNS,
+    BOUNDED_MERGE_HINT,
     CURSOR_FIELD,
     DEFAULT_API_BASE_URL,
     DEFAULT_BACKFILL_MAX_PAGES,
@@ -157,6 +158,7 @@ def aig_source(
         client, per_page, backfill_max_pages, proposed_origin_ms, since_ms, backfill_max_seconds
     )
     for resource in (forward, backfill):
+        resource.apply_hints(additional_table_hints={BOUNDED_MERGE_HINT: CURSOR_FIELD})
         # BigQuery table layout, applied when dlt creates the table; other destinations ignore it
         bigquery_adapter(
             resource,

@@ -17,13 +17,14 @@ from dlt.pipeline.helpers import pipeline_drop
 
 from . import ConfigurationError, aig_source
 from .client import AigSourceError, config_hint
-from .destinations import RANGE_MERGE_DESTINATIONS
+from .destinations import destination_reference
 from .destinations.errors import describe_destination_error
 from .settings import (
     BACKFILL_CHUNK_PAGES,
     BACKFILL_RESOURCE,
     DATASET_NAME,
     DEFAULT_BACKFILL_MAX_PAGES,
+    DEFAULT_DESTINATION,
     DEFAULT_LOADER_FILE_FORMAT,
     DEFAULT_LOG_LEVEL,
     DEFAULT_PER_PAGE,
@@ -54,20 +55,18 @@ def make_pipeline(
     env `DATASET_NAME`; `ai_gateway` when unset).
 
     With no explicit destination, dlt's own `destination_type` setting chooses it
-    (`DESTINATION_TYPE=bigquery`, or `destination_type` in `.dlt/config.toml`); DuckDB when unset.
-    BigQuery and DuckDB are swapped for this project's variants of them, whose merge reads only the
-    target rows the batch's `created_at` range can hold (`aig_source.destinations`).
+    (`destination_type` in `.dlt/config.toml`, `DESTINATION_TYPE`): a destination reference such as
+    `aig_source.destinations.bigquery`, this project's variant of dlt's destination whose merge
+    reads only the target rows the batch's `created_at` range can hold; dlt's short names
+    `bigquery` and `duckdb` stand for these. DuckDB when unset.
     """
     dataset_name = dataset_name or dlt.config.get("dataset_name", str) or DATASET_NAME
     options: Dict[str, Any] = {"pipeline_name": pipeline_name, "dataset_name": dataset_name}
     if pipelines_dir is not None:
         options["pipelines_dir"] = pipelines_dir
     if destination is None:
-        # dlt's own setting names the destination; this project's variant of it has the same
-        # config sections, but a merge bounded by `created_at`
-        name = dlt.config.get("destination_type", str) or "duckdb"
-        bounded = RANGE_MERGE_DESTINATIONS.get(name)
-        destination = bounded() if bounded is not None else name
+        configured = dlt.config.get("destination_type", str) or DEFAULT_DESTINATION
+        destination = destination_reference(configured)
     pipeline: dlt.Pipeline = dlt.pipeline(destination=destination, **options)
     return pipeline
 

@@ -37,6 +37,9 @@ TIE_MAX_PASSES = 20
 """Passes over one over-full millisecond whose pages disagree with `total_count`: passes go on
 while they find new ids, up to this many; a millisecond still incomplete then fails the run."""
 
+DEFAULT_DESTINATION = "aig_source.destinations.duckdb"
+"""dlt destination reference used when `destination_type` is unset (see `destinations`)."""
+
 PIPELINE_NAME = "aig_logs"
 DATASET_NAME = "ai_gateway"
 TABLE_NAME = "aig_logs"
@@ -94,6 +97,7 @@ TEXT_FIELDS = tuple(name for name, c in LOG_COLUMNS.items() if c["data_type"] ==
 ENV_PREFIX = "SOURCES__AIG_SOURCE__"
 """Environment names users script against (a contract; see README)."""
 
-MERGE_RANGE_COLUMN = "created_at"
-"""The merge bounds the target by this column's range in each batch (see `destinations/merge.py`);
-safe because the API never changes a log's `created_at`."""
+BOUNDED_MERGE_HINT = "x-bounded-merge-column"
+"""Table hint naming the column whose range in each batch bounds the merge's reads of the target
+(see `destinations/merge.py`); set on `aig_logs` to `created_at`, safe because the API never
+changes a log's `created_at`. Merge tables without it get dlt's own merge."""

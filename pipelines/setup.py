@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from aig_source.destinations import destination_reference
 from aig_source.settings import SOURCE_SECTION
 
 SETTINGS_DIR = Path(".dlt")
@@ -85,7 +86,7 @@ def collect(args: argparse.Namespace, interactive: bool) -> Dict[str, Dict[str, 
     if token:
         secrets[f"{SOURCE}.api_token"] = token
     if destination:
-        config["destination_type"] = destination
+        config["destination_type"] = destination_reference(destination)
     if args.dataset:
         config["dataset_name"] = args.dataset
     if destination == "bigquery":

@@ -203,3 +203,12 @@ def workspace(tmp_path: Path, api: LogsApiEmulator) -> Workspace:
 def stored_ids(api: LogsApiEmulator) -> List[str]:
     """Ids of every log the emulated gateway holds, visible or not."""
     return [log.id for log in api.gateway().store.snapshot()]
+
+
+def merge_statements(pipeline: dlt.Pipeline) -> List[str]:
+    """The merge SQL dlt executed for the table in the last load package."""
+    load_id = pipeline.list_completed_load_packages()[-1]
+    package = pipeline.get_load_package_info(load_id)
+    jobs = package.jobs["completed_jobs"]
+    sql_files = [job.file_path for job in jobs if job.job_file_info.file_format == "sql"]
+    return [line for path in sql_files for line in Path(path).read_text().splitlines()]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import List
 
 import dlt
 import pytest
@@ -19,18 +18,9 @@ import pytest
 from aig_source.runner import describe_failure, run_backfill, run_forward
 
 from .bigquery_emulator import EmulatedBigQuery, query
-from .conftest import Workspace
+from .conftest import Workspace, merge_statements
 
 pytest.importorskip("google.cloud.bigquery", reason="needs the bigquery extra")
-
-
-def merge_statements(pipeline: dlt.Pipeline) -> List[str]:
-    """The merge SQL dlt executed for the table in the last load package."""
-    load_id = pipeline.list_completed_load_packages()[-1]
-    package = pipeline.get_load_package_info(load_id)
-    jobs = package.jobs["completed_jobs"]
-    sql_files = [job.file_path for job in jobs if job.job_file_info.file_format == "sql"]
-    return [line for path in sql_files for line in Path(path).read_text().splitlines()]
 
 
 def counts(pipeline: dlt.Pipeline) -> tuple:

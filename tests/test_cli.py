@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
+import dlt
 import pytest
 
-from .conftest import FORWARD_SCRIPT, Workspace, run_demo, stored_ids
+from .conftest import (
+    FORWARD_SCRIPT,
+    PROJECT_ROOT,
+    Workspace,
+    merge_statements,
+    run_demo,
+    run_python,
+    stored_ids,
+)
 
 DISTINCTIVE_TOKEN = "cfat-WRONG-7f3a9c1e5b2d4e6f8a0b1c2d3e4f5a6b"
 
@@ -123,6 +134,8 @@ def test_killed_mid_run_then_rerun_is_complete_without_duplicates(workspace: Wor
 
 
 def test_dlt_pipeline_info_shows_the_forward_cursor(workspace: Workspace) -> None:
+    # the project's own .dlt/config.toml, as a user's checkout has it
+    shutil.copytree(PROJECT_ROOT / ".dlt", workspace.root / ".dlt")
     workspace.api.generate(60, hours=0.5)
     assert workspace.script().returncode == 0
 
@@ -131,18 +144,68 @@ def test_dlt_pipeline_info_shows_the_forward_cursor(workspace: Workspace) -> Non
     assert result.returncode == 0, result.stderr
     assert "aig_logs" in result.stdout
     assert "created_at" in result.stdout and "last_value" in result.stdout
+    assert "destination_type: aig_source.destinations.duckdb" in result.stdout
+    assert "differs" not in result.stdout + result.stderr, result.stderr
 
 
-@pytest.mark.parametrize("destination_type", ["duckdb"])
-def test_destination_type_selects_the_destination(
-    workspace: Workspace, destination_type: str
-) -> None:
+def test_dlt_attach_builds_the_bounded_merge_destination(workspace: Workspace) -> None:
+    shutil.copytree(PROJECT_ROOT / ".dlt", workspace.root / ".dlt")
     workspace.api.generate(30, hours=0.5)
+    assert workspace.script().returncode == 0
+    pipelines_dir = str(workspace.root / "dlt_data" / "pipelines")
+    probe = (
+        "import dlt; from aig_source.destinations import duckdb;"
+        f" p = dlt.attach('aig_logs', pipelines_dir={pipelines_dir!r});"
+        " print(type(p.destination).__module__, isinstance(p.destination, duckdb))"
+    )
 
-    result = workspace.script(env=workspace.env(DESTINATION_TYPE=destination_type))
+    result = run_python("-c", probe, cwd=workspace.root, env=workspace.env())
 
     assert result.returncode == 0, result.stderr
-    assert len(workspace.ids()) == 30
+    assert result.stdout.split() == ["aig_source.destinations", "True"]
+    assert "differs" not in result.stderr
+
+
+@pytest.mark.parametrize("destination_type", ["aig_source.destinations.duckdb", "duckdb", None])
+def test_destination_type_selects_the_bounded_merge_destination(
+    workspace: Workspace, destination_type: Optional[str]
+) -> None:
+    api = workspace.api
+    api.generate(30, hours=0.5)
+    env = workspace.env()
+    if destination_type is not None:
+        env["DESTINATION_TYPE"] = destination_type
+    assert workspace.script(env=env).returncode == 0
+    newest = api.gateway().store.snapshot()[-1]
+    newest.fields["cost"] = 9.5  # re-read and changed: merged again
+    api.generate(5, hours=0.01)
+
+    result = workspace.script(env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert len(workspace.ids()) == 35
+    pipeline = dlt.attach("aig_logs", pipelines_dir=str(workspace.root / "dlt_data" / "pipelines"))
+    assert pipeline.state["destination_type"] == "aig_source.destinations.duckdb"
+    delete = [s for s in merge_statements(pipeline) if s.startswith("DELETE")]
+    assert delete and '"created_at" BETWEEN' in delete[0], delete
+
+
+def test_dlts_stock_destination_is_refused_nowhere_but_merges_unbounded(
+    workspace: Workspace,
+) -> None:
+    """The bound is this project's; dlt's own destination still loads, with dlt's own merge."""
+    api = workspace.api
+    api.generate(30, hours=0.5)
+    env = workspace.env(DESTINATION_TYPE="dlt.destinations.duckdb")
+    assert workspace.script(env=env).returncode == 0
+    api.gateway().store.snapshot()[-1].fields["cost"] = 9.5
+    api.generate(5, hours=0.01)
+
+    assert workspace.script(env=env).returncode == 0
+
+    pipeline = dlt.attach("aig_logs", pipelines_dir=str(workspace.root / "dlt_data" / "pipelines"))
+    delete = [s for s in merge_statements(pipeline) if s.startswith("DELETE")]
+    assert delete and "BETWEEN" not in delete[0], "the control: the check above can fail"
 
 
 def test_demo_runs_without_cloudflare_config(tmp_path: Path) -> None:

@@ -116,7 +116,7 @@ def test_setup_writes_the_files_and_a_forward_run_uses_them(workspace: Workspace
     assert DEFAULT_TOKEN not in result.stdout + result.stderr
     config = tomlkit.parse((workspace.root / ".dlt" / "config.toml").read_text())
     assert config["sources"]["aig_source"]["gateway_id"] == DEFAULT_GATEWAY_ID  # type: ignore[index]
-    assert config["destination_type"] == "duckdb"
+    assert config["destination_type"] == "aig_source.destinations.duckdb"
     secrets_file = workspace.root / ".dlt" / "secrets.toml"
     secrets = tomlkit.parse(secrets_file.read_text())
     assert secrets["sources"]["aig_source"]["api_token"] == DEFAULT_TOKEN  # type: ignore[index]

@@ -1,8 +1,12 @@
 """dlt's BigQuery and DuckDB destinations with a merge whose cost does not grow with history.
 
-The factories keep dlt's names (`bigquery`, `duckdb`), so configuration stays under
-`[destination.bigquery]` / `[destination.duckdb]` and `DESTINATION__BIGQUERY__...` as usual; only
-the merge job differs (see `merge.py`). `runner.make_pipeline` picks them for `DESTINATION_TYPE`.
+Configuration names them by dlt's dotted destination reference
+(`destination_type = "aig_source.destinations.bigquery"`, `DESTINATION_TYPE=...`), so that every
+dlt entry point (`dlt pipeline aig_logs info`, `dlt.attach`, the dashboard) builds the same
+destination as the pipeline scripts. The factories keep dlt's destination names (`bigquery`,
+`duckdb`), so their settings stay under `[destination.bigquery]` / `[destination.duckdb]` and
+`DESTINATION__BIGQUERY__...` as usual; only the merge job differs (see `merge.py`), and only for
+tables that ask for it.
 """
 
 from typing import TYPE_CHECKING, Dict, Type
@@ -11,8 +15,6 @@ from dlt.destinations import bigquery as dlt_bigquery
 from dlt.destinations import duckdb as dlt_duckdb
 
 if TYPE_CHECKING:
-    from dlt.common.destination.reference import Destination
-
     from .bigquery_client import TimeRangeBigQueryClient
     from .duckdb_client import TimeRangeDuckDbClient
 
@@ -37,8 +39,12 @@ class duckdb(dlt_duckdb):
         return TimeRangeDuckDbClient
 
 
-RANGE_MERGE_DESTINATIONS: Dict[str, Type["Destination"]] = {
-    "bigquery": bigquery,
-    "duckdb": duckdb,
+DESTINATION_REFERENCES: Dict[str, str] = {
+    name: f"{__name__}.{name}" for name in ("bigquery", "duckdb")
 }
-"""dlt destination names this project replaces with its range-bounded variant."""
+"""dlt's short names, still accepted in `destination_type`, and the reference each stands for."""
+
+
+def destination_reference(destination_type: str) -> str:
+    """The destination reference for a `destination_type` setting (a short name or a reference)."""
+    return DESTINATION_REFERENCES.get(destination_type, destination_type)

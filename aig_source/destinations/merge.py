@@ -32,7 +32,7 @@ from dlt.common.destination.client import FollowupJobRequest
 from dlt.common.destination.typing import PreparedTableSchema
 from dlt.destinations.sql_client import SqlClientBase
 
-from ..settings import MERGE_RANGE_COLUMN
+from ..settings import BOUNDED_MERGE_HINT
 
 TimeRange = Tuple[datetime, datetime]
 
@@ -61,13 +61,13 @@ def staging_time_range(
 
 
 class TimeRangeMergeJob:
-    """Mixin for a dlt merge job: bounds the target side of the delete by the batch's time range.
+    """Mixin for a dlt merge job: bounds the target side of the delete by the batch's time range,
+    for tables whose schema carries the `BOUNDED_MERGE_HINT` (`x-bounded-merge-column`).
 
     dlt builds merge SQL through classmethods, so each load makes a subclass carrying its range
     (`bounded_to`), whose `gen_key_table_clauses` writes the range into the delete.
     """
 
-    range_column: ClassVar[str] = MERGE_RANGE_COLUMN
     timestamp_literal: ClassVar[str] = "TIMESTAMP '{}'"
     """How the destination spells a UTC timestamp constant (`{}`: `YYYY-MM-DD HH:MM:SS+00:00`)."""
     range_condition: ClassVar[Optional[str]] = None
@@ -78,10 +78,15 @@ class TimeRangeMergeJob:
         cls, table_chain: Sequence[PreparedTableSchema], sql_client: SqlClientBase[Any]
     ) -> List[str]:
         root_table = table_chain[0]
-        if cls.range_condition is not None or cls.range_column not in root_table["columns"]:
+        range_column = root_table.get(BOUNDED_MERGE_HINT)
+        if cls.range_condition is not None or not range_column:
             return super().generate_sql(table_chain, sql_client)  # type: ignore[misc,no-any-return]
+        if range_column not in root_table["columns"]:
+            raise ValueError(
+                f"table {root_table['name']} bounds its merge by {range_column}, which it lacks"
+            )
         _, staging_table_name = sql_client.get_qualified_table_names(str(root_table["name"]))
-        column_sql = sql_client.escape_column_name(cls.range_column)
+        column_sql = sql_client.escape_column_name(str(range_column))
         time_range = staging_time_range(sql_client, staging_table_name, column_sql)
         bounded_job = cls.bounded_to(time_range, f"d.{column_sql}")
         return bounded_job.generate_sql(table_chain, sql_client)
