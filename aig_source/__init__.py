@@ -19,7 +19,8 @@ from dlt.sources import DltResource
 
 from . import state, timestamps
 from .backfill import BackfillWalk
-from .client import AigSourceError, LogsApiClient, config_hint
+from .client import AigSourceError, LogsApiClient
+from .config import ConfigurationError, LogsApiSourceConfiguration
 from .paging import CursorRows, ForwardRead, LogReader
 from .ratelimit import shared_pacer
 from .rows import to_row
@@ -32,58 +33,22 @@ from .settings import (
     DEFAULT_BACKFILL_MAX_PAGES,
     DEFAULT_FORWARD_MAX_PAGES,
     DEFAULT_FORWARD_START,
-    DEFAULT_FRESHNESS_THRESHOLD_SECONDS,
     DEFAULT_LOOKBACK_SECONDS,
     DEFAULT_PER_PAGE,
     DEFAULT_RATE_LIMIT_REQUESTS,
     DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
     FORWARD_RESOURCE,
     LOG_COLUMNS,
-    MAX_PER_PAGE,
     SOURCE_SECTION,
     TABLE_DESCRIPTION,
     TABLE_NAME,
 )
-from .timestamps import format_ms, moment_before_ms, parse_ms
+from .timestamps import format_ms, parse_ms
 
-__all__ = ["AigSourceError", "ConfigurationError", "aig_source"]
-
-
-class ConfigurationError(AigSourceError):
-    """A source setting has an invalid value."""
+__all__ = ["AigSourceError", "ConfigurationError", "LogsApiSourceConfiguration", "aig_source"]
 
 
-def _validate(**settings: Any) -> None:
-    """One-line errors naming the setting to fix, before any request is made."""
-    rules = {
-        "per_page": (lambda v: 1 <= v <= MAX_PER_PAGE, f"must be between 1 and {MAX_PER_PAGE}"),
-        "forward_max_pages": (lambda v: v >= 1, "must be at least 1"),
-        "backfill_max_pages": (lambda v: v >= 1, "must be at least 1"),
-        "lookback_seconds": (lambda v: v >= 0, "must be 0 or more"),
-        "freshness_threshold_seconds": (lambda v: v >= 0, "must be 0 (off) or more"),
-        "rate_limit_requests": (lambda v: v >= 1, "must be at least 1"),
-        "rate_limit_window_seconds": (lambda v: v > 0, "must be more than 0"),
-        "api_base_url": (
-            lambda v: str(v).startswith(("http://", "https://")),
-            "must be an http(s) URL",
-        ),
-        "gateway_id": (lambda v: 0 < len(v) <= 64, "must be 1 to 64 characters"),
-    }
-    for key, value in settings.items():
-        valid, requirement = rules[key]
-        if not valid(value):
-            raise ConfigurationError(f"{key} {requirement}, got {value!r}: fix {config_hint(key)}.")
-    if settings["lookback_seconds"] > 0 and settings["forward_max_pages"] < 2:
-        # the lookback check takes half the budget; with one page it could never run
-        raise ConfigurationError(
-            "forward_max_pages must be at least 2 while lookback_seconds is more than 0 (one"
-            " request checks the lookback window for late logs, the rest read new logs), got"
-            f" {settings['forward_max_pages']!r}: fix {config_hint('forward_max_pages')}, or set"
-            " lookback_seconds to 0."
-        )
-
-
-@dlt.source(name=SOURCE_SECTION, max_table_nesting=0)
+@dlt.source(name=SOURCE_SECTION, max_table_nesting=0, spec=LogsApiSourceConfiguration)
 def aig_source(
     account_id: str = dlt.config.value,
     gateway_id: str = dlt.config.value,
@@ -92,7 +57,6 @@ def aig_source(
     per_page: int = DEFAULT_PER_PAGE,
     forward_max_pages: int = DEFAULT_FORWARD_MAX_PAGES,
     lookback_seconds: int = DEFAULT_LOOKBACK_SECONDS,
-    freshness_threshold_seconds: float = DEFAULT_FRESHNESS_THRESHOLD_SECONDS,
     backfill_max_pages: int = DEFAULT_BACKFILL_MAX_PAGES,
     backfill_since: Optional[str] = None,
     backfill_max_seconds: Optional[float] = None,
@@ -102,20 +66,23 @@ def aig_source(
 ) -> Sequence[DltResource]:
     """Cloudflare AI Gateway logs of one gateway.
 
+    Every argument is a setting of `[sources.aig_source]`, declared with its type and default in
+    `config.LogsApiSourceConfiguration`, which dlt resolves and validates before this runs; the
+    same section holds two settings the jobs read themselves (`log_level`,
+    `freshness_threshold_seconds`).
+
     Args:
         account_id: Cloudflare account id (32 hex characters).
         gateway_id: AI Gateway id (slug) within the account.
         api_token: API token with the "AI Gateway Read" permission. Secret.
         api_base_url: Cloudflare API base URL; point it at the emulator for local runs.
         per_page: Logs per request, 1 to 50 (the API's maximum, and the cheapest).
-        forward_max_pages: Request budget of one forward run; a run that reaches it stops
-            cleanly and the next run continues from its cursor.
+        forward_max_pages: Page budget of one forward run (list requests; retries are not
+            counted); a run that reaches it stops cleanly and the next run continues from its
+            cursor. At least 2 while `lookback_seconds` is more than 0.
         lookback_seconds: Window before the cursor re-checked every run for logs that became
             visible late; any it finds are loaded and merged on `id`.
-        freshness_threshold_seconds: A forward run that ends further than this behind the
-            gateway's newest log fails (exit 1), so a stuck or starved schedule is noticed;
-            0 turns the check off.
-        backfill_max_pages: Request budget of one backfill run.
+        backfill_max_pages: Page budget of one backfill run.
         backfill_since: ISO date or timestamp the backfill goes no further back than.
         backfill_max_seconds: Time budget of one backfill run; it stops cleanly when spent.
         rate_limit_requests: Requests this process may make per rate-limit window, shared by
@@ -131,19 +98,12 @@ def aig_source(
         The forward resource `aig_logs` and the backfill resource `aig_logs_backfill` (not
         selected by default), both loading table `aig_logs`, merged on `id`.
     """
-    _validate(
-        gateway_id=gateway_id,
-        api_base_url=api_base_url,
-        per_page=per_page,
-        forward_max_pages=forward_max_pages,
-        backfill_max_pages=backfill_max_pages,
-        lookback_seconds=lookback_seconds,
-        freshness_threshold_seconds=freshness_threshold_seconds,
-        rate_limit_requests=rate_limit_requests,
-        rate_limit_window_seconds=rate_limit_window_seconds,
+    # dlt resolved and validated every argument through LogsApiSourceConfiguration
+    settings = LogsApiSourceConfiguration(
+        backfill_since=backfill_since, forward_start=forward_start
     )
-    since_ms = _parse_since(backfill_since)
-    proposed_origin_ms = _parse_forward_start(forward_start)
+    since_ms = settings.since_ms()
+    proposed_origin_ms = settings.proposed_origin_ms()
     pacer = shared_pacer(rate_limit_requests, rate_limit_window_seconds)
     client = LogsApiClient(api_base_url, account_id, gateway_id, api_token, pacer)
     forward = aig_logs_forward(
@@ -152,7 +112,6 @@ def aig_source(
         forward_max_pages,
         lookback_seconds,
         proposed_origin_ms,
-        freshness_threshold_seconds,
     )
     backfill = aig_logs_history(
         client, per_page, backfill_max_pages, proposed_origin_ms, since_ms, backfill_max_seconds
@@ -169,29 +128,6 @@ def aig_source(
     return [forward, backfill]
 
 
-def _parse_since(since: Optional[str]) -> Optional[int]:
-    if since is None or not str(since).strip():
-        return None
-    try:
-        return parse_ms(str(since) if "T" in str(since) else f"{since}T00:00:00Z")
-    except ValueError:
-        raise ConfigurationError(
-            f"backfill_since must be an ISO date or timestamp (2026-01-31 or"
-            f" 2026-01-31T12:00:00Z), got {since!r}: fix {config_hint('backfill_since')}."
-        ) from None
-
-
-def _parse_forward_start(forward_start: str) -> int:
-    try:
-        return moment_before_ms(str(forward_start), timestamps.now_ms())
-    except ValueError:
-        raise ConfigurationError(
-            "forward_start must be a duration before the first run (1h, 30m, 7d) or an ISO date"
-            f" or timestamp (2026-01-31T12:00:00Z), got {forward_start!r}: fix"
-            f" {config_hint('forward_start')}."
-        ) from None
-
-
 TABLE_HINTS: Dict[str, Any] = {
     "table_name": TABLE_NAME,
     "write_disposition": "merge",
@@ -206,13 +142,30 @@ def _rows(page: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return [to_row(item, ingested_at) for item in page]
 
 
+def _last_run(client: LogsApiClient, reader: LogReader, **progress: Any) -> Dict[str, Any]:
+    """What a run did, kept in its resource's state (`last_run`) for the summary and for
+    `dlt pipeline aig_logs info -v`: requests (retries included), pages (what the budget counts),
+    the pace in force, and the resource's own progress."""
+    pacer = client.pacer
+    return {
+        "finished_at": format_ms(timestamps.now_ms()),
+        "api_requests": client.requests_made,
+        "rate_limited": client.rate_limited,
+        "pages": reader.requests,
+        "pacing": {"requests": pacer.requests, "window_seconds": pacer.window_seconds}
+        if pacer
+        else None,
+        "incomplete_millisecond": reader.incomplete_note(),
+        **progress,
+    }
+
+
 def aig_logs_forward(
     client: LogsApiClient,
     per_page: int,
     max_pages: int,
     lookback_seconds: int,
     proposed_origin_ms: int,
-    freshness_threshold_seconds: float = 0,
 ) -> DltResource:
     """Builds the forward resource around one API client.
 
@@ -222,7 +175,6 @@ def aig_logs_forward(
         max_pages: Page budget of one run.
         lookback_seconds: Late-row window re-checked every run.
         proposed_origin_ms: Where to start reading when no job has recorded the origin yet.
-        freshness_threshold_seconds: Recorded with the run for the freshness check.
 
     Returns:
         Resource `aig_logs`, merged on `id`, with an incremental `created_at` cursor.
@@ -276,20 +228,15 @@ def aig_logs_forward(
         elif reader.exhausted:
             # the read ended on a short page: nothing newer was visible when it ended
             gateway_newest = forward.newest_ms
-        resource_state[state.LAST_RUN] = {
-            "finished_at": format_ms(timestamps.now_ms()),
-            "api_requests": client.requests_made,
-            "rate_limited": client.rate_limited,
-            "pages": reader.requests,
-            "logs_fetched": fetched,
-            "logs_reread": forward.rows_reread,
-            "logs_unchanged_skipped": cursor_rows.unchanged,
-            "page_budget": max_pages,
-            "page_budget_reached": budget_reached,
-            "incomplete_millisecond": reader.incomplete_note(),
-            "freshness_threshold_seconds": freshness_threshold_seconds,
-            "gateway_newest": format_ms(gateway_newest) if gateway_newest is not None else None,
-        }
+        resource_state[state.LAST_RUN] = _last_run(
+            client,
+            reader,
+            logs_fetched=fetched,
+            logs_reread=forward.rows_reread,
+            logs_unchanged_skipped=cursor_rows.unchanged,
+            page_budget_reached=budget_reached,
+            gateway_newest=format_ms(gateway_newest) if gateway_newest is not None else None,
+        )
 
     return aig_logs
 
@@ -336,25 +283,14 @@ def aig_logs_history(
         for page in walk.pages(origin_ms):
             yield _rows(page)
         out_of_time = deadline is not None and time.monotonic() >= deadline
-        resource_state[state.LAST_RUN] = {
-            "finished_at": format_ms(timestamps.now_ms()),
-            "api_requests": client.requests_made,
-            "rate_limited": client.rate_limited,
-            "pages": reader.requests,
-            "logs_fetched": walk.fetched,
-            "logs_new": walk.new,
-            "logs_remaining_estimate": walk.remaining,
-            "page_budget": max_pages,
-            "page_budget_reached": reader.cut and not out_of_time,
-            "time_budget_reached": reader.cut and out_of_time,
-            "incomplete_millisecond": reader.incomplete_note(),
-            "per_page": per_page,
-            "pacing": {
-                "requests": client.pacer.requests,
-                "window_seconds": client.pacer.window_seconds,
-            }
-            if client.pacer
-            else None,
-        }
+        resource_state[state.LAST_RUN] = _last_run(
+            client,
+            reader,
+            logs_fetched=walk.fetched,
+            logs_new=walk.new,
+            logs_remaining_estimate=walk.remaining,
+            page_budget_reached=reader.cut and not out_of_time,
+            time_budget_reached=reader.cut and out_of_time,
+        )
 
     return aig_logs_backfill

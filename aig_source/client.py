@@ -25,6 +25,10 @@ from .settings import (
 _SERVER_ERROR_STATUSES = tuple(range(500, 600))
 
 
+SECRET_SETTINGS = frozenset({"api_token"})
+"""Settings that belong in `.dlt/secrets.toml`."""
+
+
 def config_hint(key: str, secret: bool = False) -> str:
     """How a user sets one source setting, in both the environment and the TOML form."""
     toml_file = ".dlt/secrets.toml" if secret else ".dlt/config.toml"

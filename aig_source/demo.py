@@ -15,7 +15,9 @@ from .emulator import (
     LogsApiEmulator,
     RateLimit,
 )
-from .runner import make_pipeline, run_backfill, run_forward
+from .jobs.backfill import run_backfill
+from .jobs.forward import run_forward
+from .runner import make_pipeline
 
 DEMO_PIPELINE_NAME = "aig_logs_demo"
 DEMO_DATABASE = "aig_logs_demo.duckdb"

@@ -8,21 +8,12 @@ from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
 
 import dlt
-from dlt.common.configuration import configspec, resolve_configuration
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
-from dlt.common.configuration.specs import BaseConfiguration
-from dlt.common.typing import TSecretStrValue
 
 from .client import AigSourceError, LogsApiClient, config_hint
+from .config import resolve_source_configuration
 from .paging import created_at_filters
 from .runner import describe_failure, format_duration, make_pipeline, missing_config_message
-from .settings import (
-    DEFAULT_API_BASE_URL,
-    DEFAULT_PER_PAGE,
-    DEFAULT_RATE_LIMIT_REQUESTS,
-    DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
-    SOURCE_SECTION,
-)
 from .timestamps import now_ms
 
 DAY_SECONDS = 86_400
@@ -248,30 +239,14 @@ def _dataset_spec(dataset: str, location: str) -> Any:
     return spec
 
 
-@configspec
-class SourceSettings(BaseConfiguration):
-    """The source settings the checks need, resolved like the source's own (`[sources.aig_source]`
-    in `.dlt/*.toml`, or `SOURCES__AIG_SOURCE__*`)."""
-
-    account_id: str = None  # type: ignore[assignment]
-    gateway_id: str = None  # type: ignore[assignment]
-    api_token: TSecretStrValue = None  # type: ignore[assignment]
-    api_base_url: str = DEFAULT_API_BASE_URL
-    per_page: int = DEFAULT_PER_PAGE
-    rate_limit_requests: int = DEFAULT_RATE_LIMIT_REQUESTS
-    rate_limit_window_seconds: float = DEFAULT_RATE_LIMIT_WINDOW_SECONDS
-
-    @property
-    def backfill_per_second(self) -> float:
-        return self.rate_limit_requests / self.rate_limit_window_seconds * self.per_page
-
-
 def run_checks() -> List[CheckResult]:
     """Every check, with the configuration a pipeline run in this folder would use."""
     try:
-        settings = resolve_configuration(SourceSettings(), sections=("sources", SOURCE_SECTION))
+        settings = resolve_source_configuration()
     except ConfigFieldMissingException as error:
         results = [_fail("Configuration", missing_config_message(error.fields, demo_hint=False))]
+    except AigSourceError as error:
+        results = [_fail("Configuration", str(error))]
     else:
         client = LogsApiClient(
             settings.api_base_url, settings.account_id, settings.gateway_id, settings.api_token

@@ -24,7 +24,8 @@ from aig_source.emulator import (
     DEFAULT_TOKEN,
     LogsApiEmulator,
 )
-from aig_source.runner import make_pipeline, run_forward
+from aig_source.jobs.forward import run_forward
+from aig_source.runner import make_pipeline
 from bench.common import UNPACED, child_env, run_script
 
 

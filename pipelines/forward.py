@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import List, Optional
 
-from aig_source.runner import make_pipeline, run_and_report, run_forward
+from aig_source.jobs.forward import run_forward
+from aig_source.runner import make_pipeline, run_and_report
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:

@@ -20,8 +20,9 @@ from aig_source.emulator import (
     DEFAULT_TOKEN,
     LogsApiEmulator,
 )
+from aig_source.jobs.forward import ForwardSummary, run_forward
 from aig_source.ratelimit import forget_shared_pacer
-from aig_source.runner import RunSummary, make_pipeline, run_forward
+from aig_source.runner import make_pipeline
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FORWARD_SCRIPT = PROJECT_ROOT / "pipelines" / "forward.py"
@@ -90,12 +91,12 @@ class Workspace:
 
     def run(
         self, pipelines_folder: str = "pipelines", max_pages: Optional[int] = None, **overrides: Any
-    ) -> RunSummary:
+    ) -> ForwardSummary:
         return run_forward(
             self.pipeline(pipelines_folder), max_pages=max_pages, **self.source_args(**overrides)
         )
 
-    def run_until_caught_up(self, max_runs: int = 50, **kwargs: Any) -> List[RunSummary]:
+    def run_until_caught_up(self, max_runs: int = 50, **kwargs: Any) -> List[ForwardSummary]:
         summaries = []
         for _ in range(max_runs):
             summaries.append(self.run(**kwargs))

@@ -12,9 +12,10 @@ from typing import Any, List
 import pytest
 
 from aig_source import backfill as backfill_module
-from aig_source import runner, timestamps
+from aig_source import timestamps
 from aig_source.emulator import LogsApiEmulator, RateLimit
-from aig_source.runner import BackfillSummary, run_backfill
+from aig_source.jobs import backfill as backfill_job
+from aig_source.jobs.backfill import BackfillSummary, run_backfill
 from aig_source.timestamps import format_ms, parse_ms
 
 from .conftest import BACKFILL_SCRIPT, Workspace, run_demo, stored_ids
@@ -363,7 +364,7 @@ def test_eviction_is_counted_once_and_exactly(workspace: Workspace) -> None:
 def test_the_page_budget_counts_pages_not_retries(
     workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(runner, "BACKFILL_CHUNK_PAGES", 10)
+    monkeypatch.setattr(backfill_job, "BACKFILL_CHUNK_PAGES", 10)
     api = workspace.api
     history(api, 1500)
     workspace.run()

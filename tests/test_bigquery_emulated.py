@@ -15,7 +15,9 @@ from pathlib import Path
 import dlt
 import pytest
 
-from aig_source.runner import describe_failure, run_backfill, run_forward
+from aig_source.jobs.backfill import run_backfill
+from aig_source.jobs.forward import run_forward
+from aig_source.runner import describe_failure
 
 from .bigquery_emulator import EmulatedBigQuery, query
 from .conftest import Workspace, merge_statements

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from aig_source import destinations
-from aig_source.runner import make_pipeline, run_forward
+from aig_source.jobs.forward import run_forward
+from aig_source.runner import make_pipeline
 
 from .bigquery_emulator import query
 from .conftest import Workspace

@@ -12,7 +12,8 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from aig_source.runner import run_backfill, run_forward
+from aig_source.jobs.backfill import run_backfill
+from aig_source.jobs.forward import run_forward
 
 from .bigquery_emulator import EmulatedBigQuery, query
 from .conftest import PROJECT_ROOT, Workspace

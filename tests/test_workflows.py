@@ -15,7 +15,7 @@ import pytest
 import yaml
 from dlt.common.configuration.specs import RuntimeConfiguration
 
-from aig_source import aig_source
+from aig_source import LogsApiSourceConfiguration, aig_source
 from aig_source.settings import ENV_PREFIX
 
 from .conftest import PROJECT_ROOT
@@ -44,7 +44,8 @@ def load(path: Path) -> Dict[str, Any]:
 
 
 def names_the_pipeline_reads() -> Set[str]:
-    source = {f"{ENV_PREFIX}{name.upper()}" for name in inspect.signature(aig_source).parameters}
+    settings = LogsApiSourceConfiguration.get_resolvable_fields()
+    source = {f"{ENV_PREFIX}{name.upper()}" for name in settings}
     runtime = {f"RUNTIME__{name.upper()}" for name in RuntimeConfiguration.__annotations__}
     return source | runtime | DLT_NAMES
 
@@ -101,3 +102,10 @@ def test_every_environment_name_is_one_the_pipeline_reads(path: Path) -> None:
             secret = re.fullmatch(r"\$\{\{ secrets\.(\w+) \}\}", str(value))
             if secret:
                 assert secret.group(1) == name, "each secret is named after its variable"
+
+
+def test_the_source_takes_its_settings_from_the_one_configspec() -> None:
+    arguments = set(inspect.signature(aig_source).parameters)
+    settings = set(LogsApiSourceConfiguration.get_resolvable_fields())
+    # the jobs' own settings are read by the runner from the same configspec
+    assert arguments == settings - {"log_level", "freshness_threshold_seconds"}
