@@ -279,7 +279,7 @@ def aig_logs_history(
         deadline = time.monotonic() + max_seconds if max_seconds else None
         reader = LogReader(client, per_page, max_pages, deadline=deadline)
         resource_state = dlt.current.resource_state()
-        walk = BackfillWalk(reader, resource_state, since_ms)
+        walk = BackfillWalk(reader, state.BackfillProgress(resource_state), since_ms)
         for page in walk.pages(origin_ms):
             yield _rows(page)
         out_of_time = deadline is not None and time.monotonic() >= deadline

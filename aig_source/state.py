@@ -38,6 +38,120 @@ BACKFILL_GAP = "gap"
 State = Dict[str, Any]
 
 
+class BackfillProgress:
+    """The backfill's resource state, by name: where its walk is and what it counted.
+
+    The walk goes down from `start` (the origin when it began); `oldest_loaded` is read again,
+    inclusively, by the next run, `at_oldest` logs of it being loaded already, unless `tie`
+    resumes an over-full millisecond at a page. `expected`, `loaded` and `gone` count the logs
+    the walk was promised, loaded, and found missing (evicted or deleted).
+    """
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def _ms(self, key: str) -> Optional[int]:
+        value = self.state.get(key)
+        return parse_ms(str(value)) if value else None
+
+    def _set_ms(self, key: str, value: Optional[int]) -> None:
+        self.state[key] = format_ms(value) if value is not None else None
+
+    @property
+    def start_ms(self) -> Optional[int]:
+        return self._ms("start")
+
+    def begin_at(self, origin_ms: int) -> int:
+        """The walk's start: recorded on its first run, kept after."""
+        self.state.setdefault("start", format_ms(origin_ms))
+        return parse_ms(self.state["start"])
+
+    @property
+    def since(self) -> Optional[str]:
+        value = self.state.get("since")
+        return None if value is None else str(value)
+
+    @since.setter
+    def since(self, value: Optional[int]) -> None:
+        self._set_ms("since", value)
+
+    @property
+    def oldest_loaded_ms(self) -> Optional[int]:
+        return self._ms("oldest_loaded")
+
+    @oldest_loaded_ms.setter
+    def oldest_loaded_ms(self, value: Optional[int]) -> None:
+        self._set_ms("oldest_loaded", value)
+
+    @property
+    def at_oldest(self) -> int:
+        return int(self.state.get("at_oldest", 0))
+
+    @at_oldest.setter
+    def at_oldest(self, value: int) -> None:
+        self.state["at_oldest"] = value
+
+    def take_tie(self) -> Optional[Dict[str, int]]:
+        """Where a cut over-full millisecond resumes (`at`, `page`), cleared once taken."""
+        tie: Optional[Dict[str, int]] = self.state.pop("tie", None)
+        return tie
+
+    def keep_tie(self, stamp_ms: int, page: int) -> None:
+        self.state["tie"] = {"at": stamp_ms, "page": page}
+
+    @property
+    def done(self) -> bool:
+        return bool(self.state.get("done"))
+
+    @property
+    def done_reason(self) -> Optional[str]:
+        reason = self.state.get("done_reason")
+        return None if reason is None else str(reason)
+
+    def finish(self, reason: str) -> None:
+        self.state["done"], self.state["done_reason"] = True, reason
+
+    def reopen(self) -> None:
+        self.state["done"] = False
+
+    @property
+    def expected(self) -> Optional[int]:
+        value = self.state.get("expected")
+        return None if value is None else int(value)
+
+    @expected.setter
+    def expected(self, value: int) -> None:
+        self.state["expected"] = value
+
+    @property
+    def loaded(self) -> int:
+        return int(self.state.get("loaded", 0))
+
+    @loaded.setter
+    def loaded(self, value: int) -> None:
+        self.state["loaded"] = value
+
+    @property
+    def gone(self) -> int:
+        return int(self.state.get("gone", 0))
+
+    @gone.setter
+    def gone(self, value: int) -> None:
+        self.state["gone"] = value
+
+    @property
+    def gap(self) -> Optional[State]:
+        gap: Optional[State] = self.state.get(BACKFILL_GAP)
+        return gap
+
+    def close_gap(self) -> None:
+        self.state.pop(BACKFILL_GAP, None)
+
+    @property
+    def last_run(self) -> State:
+        return dict(self.state.get(LAST_RUN, {}))
+
+
 def resources_of(source_state: State) -> State:
     resources: State = source_state.setdefault("resources", {})
     return resources

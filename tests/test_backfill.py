@@ -114,12 +114,16 @@ def test_reset_starts_over_without_duplicating(workspace: Workspace) -> None:
     assert len(ids) == len(set(ids)) == 400
 
 
-def test_ties_across_page_boundaries_in_history(workspace: Workspace) -> None:
-    api = workspace.api
+def crowded_history(api: LogsApiEmulator, before: int, tied: int, after: int) -> None:
+    """`tied` logs on one millisecond two days ago, `before` and `after` it in the hour around."""
     stamp = api.now_ms() - 2 * DAY_MS
-    api.generate(60, start_ms=stamp - 3_600_000, end_ms=stamp)
-    api.add_logs([api.make_log(stamp) for _ in range(75)])
-    api.generate(60, start_ms=stamp + 1, end_ms=stamp + 3_600_000)
+    api.generate(before, start_ms=stamp - 3_600_000, end_ms=stamp)
+    api.add_logs([api.make_log(stamp) for _ in range(tied)])
+    api.generate(after, start_ms=stamp + 1, end_ms=stamp + 3_600_000)
+
+
+def test_ties_across_page_boundaries_in_history(workspace: Workspace) -> None:
+    crowded_history(workspace.api, before=60, tied=75, after=60)
     workspace.run()
 
     summaries = backfill_until_done(workspace, max_pages=2, source={"per_page": 10})
@@ -328,11 +332,7 @@ def test_forward_first_then_backfill_split_at_one_origin(workspace: Workspace) -
 def test_resuming_inside_a_crowded_millisecond_reports_no_logs_gone(
     workspace: Workspace,
 ) -> None:
-    api = workspace.api
-    stamp = api.now_ms() - 2 * DAY_MS
-    api.generate(500, start_ms=stamp - 3_600_000, end_ms=stamp)
-    api.add_logs([api.make_log(stamp) for _ in range(75)])
-    api.generate(200, start_ms=stamp + 1, end_ms=stamp + 3_600_000)
+    crowded_history(workspace.api, before=500, tied=75, after=200)
     workspace.run()
 
     summaries = backfill_until_done(workspace, max_pages=3, source={"per_page": 10})

@@ -558,3 +558,12 @@ def test_the_gateways_newest_log_is_reported_only_when_known(workspace: Workspac
     assert parse_ms(cut.cursor or "") < parse_ms(newest) and cut.behind_seconds > 0
     assert caught_up.gateway_newest == caught_up.cursor == newest
     assert caught_up.behind_seconds == 0
+
+
+def test_an_empty_gateway_leaves_the_cursor_unset_and_says_so(workspace: Workspace) -> None:
+    summary = workspace.run()
+
+    assert summary.cursor is None and summary.logs_fetched == 0
+    assert "no logs in the gateway at or after the origin yet" in summary.line()
+    workspace.api.generate(10, hours=0.5)
+    assert workspace.run().logs_new == 10, "the origin recorded by the empty run still holds"

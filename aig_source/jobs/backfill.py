@@ -20,8 +20,8 @@ from ..runner import (
     run_resource,
 )
 from ..settings import BACKFILL_CHUNK_PAGES, BACKFILL_RESOURCE
-from ..state import LAST_RUN
-from ..timestamps import parse_ms
+from ..state import LAST_RUN, BackfillProgress
+from ..timestamps import format_ms
 
 logger = logging.getLogger(__name__)
 
@@ -39,35 +39,38 @@ class BackfillSummary(JobSummary):
     job = "backfill"
 
     def problem(self) -> Optional[str]:
-        note = self.last_run.get("incomplete_millisecond")
+        note = self.progress.last_run.get("incomplete_millisecond")
         return incomplete_millisecond_problem(note, "backfill") if note else None
 
     @property
+    def progress(self) -> BackfillProgress:
+        return BackfillProgress(self.state)
+
+    @property
     def last_run(self) -> Dict[str, Any]:
-        return dict(self.state.get(LAST_RUN, {}))
+        return self.progress.last_run
 
     @property
     def done(self) -> bool:
-        return bool(self.state.get("done"))
+        return self.progress.done
 
     @property
     def logs_gone(self) -> int:
-        return int(self.state.get("gone", 0))
+        return self.progress.gone
 
     def line(self) -> str:
-        state, last_run = self.state, self.last_run
+        progress, last_run = self.progress, self.last_run
         text = self.counts_text()
         if self.rate_limited:
             text += f" ({self.rate_limited} answered 429)"
-        oldest = state.get("oldest_loaded")
-        start = state.get("start")
-        if oldest and start:
-            back = format_duration((parse_ms(start) - parse_ms(oldest)) / 1000)
-            text += f"; reached {oldest} ({back} before the origin {start})"
+        oldest, start = progress.oldest_loaded_ms, progress.start_ms
+        if oldest is not None and start is not None:
+            back = format_duration((start - oldest) / 1000)
+            text += f"; reached {format_ms(oldest)} ({back} before the origin {format_ms(start)})"
         if self.done:
             bottom = (
-                f"reached --since {state.get('since')}"
-                if state.get("done_reason") == "since"
+                f"reached --since {progress.since}"
+                if progress.done_reason == "since"
                 else "reached the gateway's oldest log"
             )
             text += f"; done: {bottom}, later runs make no request"
