@@ -14,7 +14,6 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import dlt
 from dlt.common.typing import TSecretStrValue
-from dlt.destinations.adapters import bigquery_adapter
 from dlt.sources import DltResource
 
 from . import state, timestamps
@@ -26,8 +25,6 @@ from .ratelimit import shared_pacer
 from .rows import to_row
 from .settings import (
     BACKFILL_RESOURCE,
-    BIGQUERY_CLUSTER_COLUMNS,
-    BOUNDED_MERGE_HINT,
     CURSOR_FIELD,
     DEFAULT_API_BASE_URL,
     DEFAULT_BACKFILL_MAX_PAGES,
@@ -38,11 +35,9 @@ from .settings import (
     DEFAULT_RATE_LIMIT_REQUESTS,
     DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
     FORWARD_RESOURCE,
-    LOG_COLUMNS,
     SOURCE_SECTION,
-    TABLE_DESCRIPTION,
-    TABLE_NAME,
 )
+from .table import TABLE_HINTS, declare_table
 from .timestamps import format_ms, parse_ms
 
 __all__ = ["AigSourceError", "ConfigurationError", "LogsApiSourceConfiguration", "aig_source"]
@@ -116,25 +111,7 @@ def aig_source(
     backfill = aig_logs_history(
         client, per_page, backfill_max_pages, proposed_origin_ms, since_ms, backfill_max_seconds
     )
-    for resource in (forward, backfill):
-        resource.apply_hints(additional_table_hints={BOUNDED_MERGE_HINT: CURSOR_FIELD})
-        # BigQuery table layout, applied when dlt creates the table; other destinations ignore it
-        bigquery_adapter(
-            resource,
-            partition=CURSOR_FIELD,
-            cluster=list(BIGQUERY_CLUSTER_COLUMNS),
-            table_description=TABLE_DESCRIPTION,
-        )
-    return [forward, backfill]
-
-
-TABLE_HINTS: Dict[str, Any] = {
-    "table_name": TABLE_NAME,
-    "write_disposition": "merge",
-    "primary_key": "id",
-    "columns": LOG_COLUMNS,
-}
-"""Both resources load the same table, merged on `id`."""
+    return [declare_table(forward), declare_table(backfill)]
 
 
 def _rows(page: List[Dict[str, Any]]) -> List[Dict[str, Any]]:

@@ -128,8 +128,8 @@ def incomplete_millisecond_problem(note: Dict[str, Any], progress: str) -> str:
     return (
         f"{note['total_count']:,} logs share the millisecond {note['at']}, but paging it"
         f" {TIE_MAX_PASSES} times returned only {note['read']:,} of them (the API's order inside"
-        f" it is not stable). The {progress} stays at that millisecond and the next run reads it"
-        " again; nothing after it was skipped."
+        f" it is not stable). The {progress} does not move past it: the next run reads it again,"
+        " and nothing else was skipped."
     )
 
 
