@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 from urllib.parse import urlsplit
 
 from dlt.common.configuration import resolve_configuration
@@ -17,7 +17,10 @@ from .settings import (
     ACCOUNT_TOKEN_VERIFY_PATH,
     DEFAULT_API_BASE_URL,
     ENV_PREFIX,
+    GATEWAY_LIST_ATTEMPTS,
     GATEWAY_PATH,
+    GATEWAYS_PATH,
+    GATEWAYS_PER_PAGE,
     LOGS_PATH,
     TOKEN_VERIFY_PATH,
 )
@@ -222,6 +225,49 @@ class LogsApiClient:
         """The gateway's settings, among them `collect_logs` and `log_management(_strategy)`."""
         path = GATEWAY_PATH.format(account_id=self.account_id, gateway_id=self.gateway_id)
         return self._result(self._get(self.api_base_url + path, {}))
+
+    def list_gateways(self) -> List[Dict[str, Any]]:
+        """Every gateway of the account, paged to the end.
+
+        The list is paged by offset and its order is not documented, so a gateway created or
+        deleted while it is paged could shift another past a page boundary: when the total
+        changes between pages, or the ids do not add up to it, the list is read again.
+        """
+        for _ in range(GATEWAY_LIST_ATTEMPTS):
+            gateways, consistent = self._list_gateways_once()
+            if consistent:
+                return gateways
+        raise ApiResponseError(
+            f"The gateway list of account {self.account_id} kept changing while it was read"
+            f" ({GATEWAY_LIST_ATTEMPTS} attempts); the next run tries again."
+        )
+
+    def _list_gateways_once(self) -> Tuple[List[Dict[str, Any]], bool]:
+        url = self.api_base_url + GATEWAYS_PATH.format(account_id=self.account_id)
+        by_id: Dict[str, Dict[str, Any]] = {}
+        totals: Set[Optional[int]] = set()
+        page = 1
+        while True:
+            body = self._get(url, {"page": page, "per_page": GATEWAYS_PER_PAGE})
+            result = body.get("result")
+            if not isinstance(result, list):
+                raise ApiResponseError(
+                    f"Unexpected Cloudflare API response from {self.api_base_url}: the gateway"
+                    " list's 'result' is not a list"
+                )
+            for item in result:
+                if isinstance(item, dict) and isinstance(item.get("id"), str):
+                    by_id[item["id"]] = item
+            info = body.get("result_info") or {}
+            total = info.get("total_count") if isinstance(info, dict) else None
+            totals.add(total)
+            if not result or not isinstance(total, int) or page * GATEWAYS_PER_PAGE >= total:
+                break
+            page += 1
+        if len(totals) != 1:
+            return list(by_id.values()), False
+        total = totals.pop()
+        return list(by_id.values()), total is None or total == len(by_id)
 
     def _result(self, body: Dict[str, Any]) -> Dict[str, Any]:
         result = body.get("result")

@@ -5,7 +5,12 @@ from typing import Dict
 from dlt.common.schema.typing import TColumnSchema
 
 DEFAULT_API_BASE_URL = "https://api.cloudflare.com/client/v4"
-GATEWAY_PATH = "/accounts/{account_id}/ai-gateway/gateways/{gateway_id}"
+GATEWAYS_PATH = "/accounts/{account_id}/ai-gateway/gateways"
+GATEWAY_PATH = GATEWAYS_PATH + "/{gateway_id}"
+GATEWAYS_PER_PAGE = 100
+"""The gateway list's largest page (its default is 20)."""
+GATEWAY_LIST_ATTEMPTS = 3
+"""Reads of the gateway list when it changes while it is paged."""
 LOGS_PATH = GATEWAY_PATH + "/logs"
 TOKEN_VERIFY_PATH = "/user/tokens/verify"
 ACCOUNT_TOKEN_VERIFY_PATH = "/accounts/{account_id}/tokens/verify"

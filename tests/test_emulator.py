@@ -346,3 +346,38 @@ def test_command_line_serves_until_interrupted(tmp_path: Any) -> None:
         process.wait(timeout=10)
         time.sleep(0)
     assert process.returncode == 0
+
+
+def gateways_url(api: LogsApiEmulator) -> str:
+    return f"{api.base_url}/accounts/{DEFAULT_ACCOUNT_ID}/ai-gateway/gateways"
+
+
+def test_gateway_list_pages_as_the_api_does(
+    api: LogsApiEmulator, sdk: cloudflare.Cloudflare
+) -> None:
+    for index in range(44):
+        api.add_gateway(f"app-{index:02d}")
+
+    first = get(api, url=gateways_url(api)).json()
+    past_the_end = get(api, {"page": 9}, url=gateways_url(api)).json()
+    searched = get(api, {"search": "app-1", "per_page": 100}, url=gateways_url(api)).json()
+    listed = [gateway.id for gateway in sdk.ai_gateway.list(account_id=DEFAULT_ACCOUNT_ID)]
+
+    assert len(first["result"]) == 20 and first["result_info"]["total_count"] == 45
+    assert first["result_info"] == {"page": 1, "per_page": 20, "count": 20, "total_count": 45}
+    assert past_the_end["success"] and past_the_end["result"] == []
+    assert {g["id"] for g in searched["result"]} == {f"app-1{d}" for d in range(10)}
+    assert sorted(listed) == sorted([DEFAULT_GATEWAY_ID, *(f"app-{i:02d}" for i in range(44))])
+    assert error_code(get(api, {"per_page": 101}, url=gateways_url(api))) == 7001
+    assert error_code(get(api, {"order": "x"}, url=gateways_url(api))) == 7001
+
+
+def test_a_removed_gateway_leaves_the_list_and_its_routes_answer_404(api: LogsApiEmulator) -> None:
+    api.add_gateway("short-lived")
+    api.remove_gateway("short-lived")
+
+    listed = get(api, url=gateways_url(api)).json()["result"]
+    logs = get(api, url=logs_url(api, gateway="short-lived"))
+
+    assert [g["id"] for g in listed] == [DEFAULT_GATEWAY_ID]
+    assert logs.status_code == 404 and error_code(logs) == 7002

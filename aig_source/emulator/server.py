@@ -38,6 +38,7 @@ GATEWAY_ID_PATTERN = re.compile(r"^[a-z0-9_]+(?:-[a-z0-9_]+)*$")
 _ROUTES: Tuple[Tuple[str, re.Pattern[str]], ...] = (
     ("token_verify", re.compile(r"^/user/tokens/verify$")),
     ("account_token_verify", re.compile(r"^/accounts/(?P<account>[^/]+)/tokens/verify$")),
+    ("gateways", re.compile(r"^/accounts/(?P<account>[^/]+)/ai-gateway/gateways$")),
     (
         "gateway",
         re.compile(r"^/accounts/(?P<account>[^/]+)/ai-gateway/gateways/(?P<gateway>[^/]+)$"),
@@ -298,6 +299,10 @@ class LogsApiEmulator:
     def gateway(self, gateway_id: Optional[str] = None) -> Gateway:
         return self._gateways[gateway_id or self.default_gateway_id]
 
+    def remove_gateway(self, gateway_id: str) -> None:
+        """Deletes a gateway: it leaves the list, and its routes answer 404 (code 7002)."""
+        del self._gateways[gateway_id]
+
     def add_token(
         self, token: str, scopes: Iterable[str] = ("read",), account_owned: bool = False
     ) -> None:
@@ -501,10 +506,14 @@ class LogsApiEmulator:
                     f"Could not route to /accounts/{params['account']}, perhaps your object"
                     " identifier is invalid?",
                 )
-            gateway = self._find_gateway(params["gateway"])
+            gateway = self._find_gateway(params["gateway"]) if "gateway" in params else None
             write = method in ("DELETE", "PATCH")
             if ("write" if write else "read") not in self.tokens[token]:
                 raise ApiError(403, 10000, "Authentication error")
+            if gateway is None:
+                if method != "GET":
+                    raise ApiError(405, 7001, f"Method {method} not allowed")
+                return 200, self._list_gateways(query)
             if name == "gateway" and method == "GET":
                 return 200, self._ok(gateway.as_result(self.account_id))
             if name == "logs" and method == "GET":
@@ -570,6 +579,32 @@ class LogsApiEmulator:
             "success": True,
             "result": [log.list_item() for log in page_rows],
             "result_info": result_info,
+        }
+
+    def _list_gateways(self, query: Dict[str, List[str]]) -> Dict[str, Any]:
+        """The account's gateways, oldest first (the real order is not documented), paged."""
+        page = _int_param(query, "page", 1, minimum=1)
+        per_page = _int_param(query, "per_page", 20, minimum=1, maximum=100)
+        search = _first(query, "search") or ""
+        unknown = set(query) - {"page", "per_page", "search"}
+        if unknown:
+            name = sorted(unknown)[0]
+            raise ApiError(400, 7001, f"Unrecognized key: '{name}'", path=["query", name])
+        gateways = sorted(
+            (g for g in list(self._gateways.values()) if search in g.id),
+            key=lambda g: (g.created_at_ms, g.id),
+        )
+        start = (page - 1) * per_page
+        listed = gateways[start : start + per_page]
+        return {
+            "success": True,
+            "result": [gateway.as_result(self.account_id) for gateway in listed],
+            "result_info": {
+                "page": page,
+                "per_page": per_page,
+                "count": len(listed),
+                "total_count": len(gateways),
+            },
         }
 
     def _unstable_ties(self, rows: List[StoredLog], start: int, per_page: int) -> List[StoredLog]:
