@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from .client import ApiResponseError, LogsApiClient, LogsPage
-from .settings import TIE_MAX_PASSES
+from .settings import TIE_IDLE_PASSES, TIE_MAX_PASSES
 from .timestamps import format_ms, parse_ms
 
 logger = logging.getLogger(__name__)
@@ -195,12 +195,14 @@ class LogReader:
 
         Offsets are safe here because the range is a single millisecond. Should the API's order
         inside it not be stable, pages overlap and miss ids, so it is read again from page 1 for
-        as long as passes still find new ids, until `total_count` distinct ids were seen
+        as long as passes still find new ids (`TIE_IDLE_PASSES` passes in a row that find none
+        end it), until `total_count` distinct ids were seen
         (`verify`; off when resuming a later run, which no longer knows the ids), at most
         `TIE_MAX_PASSES` times. A millisecond still incomplete stops the read there
         (`incomplete`), so no cursor moves past it.
         """
         page_number = first_page
+        idle_passes = 0
         for attempt in range(TIE_MAX_PASSES):
             total: Optional[int] = None
             found_before = len(seen)
@@ -222,7 +224,8 @@ class LogReader:
                 page_number += 1
             if total is None or len(seen) >= total or not verify:
                 return
-            if attempt > 0 and len(seen) == found_before:
+            idle_passes = idle_passes + 1 if attempt > 0 and len(seen) == found_before else 0
+            if idle_passes >= TIE_IDLE_PASSES:
                 break
             logger.warning(
                 "%s holds %s logs but paging returned %s; reading it again",

@@ -41,6 +41,11 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 TIE_MAX_PASSES = 20
 """Passes over one over-full millisecond whose pages disagree with `total_count`: passes go on
 while they find new ids, up to this many; a millisecond still incomplete then fails the run."""
+TIE_IDLE_PASSES = 5
+"""Passes in a row finding no new id that end the re-reading early. With a random order a pass
+misses a given unseen id with a chance of about 1/e, so one idle pass is no proof; five in a row
+stop early by chance less than 1% of the time, and then the run fails loudly and the next run
+reads the millisecond again, so nothing is lost either way."""
 
 DEFAULT_DESTINATION = "aig_source.destinations.duckdb"
 """dlt destination reference used when `destination_type` is unset (see `destinations`)."""

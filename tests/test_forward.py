@@ -567,3 +567,18 @@ def test_an_empty_gateway_leaves_the_cursor_unset_and_says_so(workspace: Workspa
     assert "no logs in the gateway at or after the origin yet" in summary.line()
     workspace.api.generate(10, hours=0.5)
     assert workspace.run().logs_new == 10, "the origin recorded by the empty run still holds"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_a_pass_that_finds_nothing_new_by_chance_does_not_end_the_rescan(
+    workspace: Workspace, seed: int
+) -> None:
+    api = workspace.api
+    api.tie_order = "shuffled"
+    api._rng.seed(seed)
+    add_tie(api, tied=130, around=5)  # three pages: a pass often misses the last few ids
+
+    summary = workspace.run(max_pages=400)
+
+    assert summary.incomplete_millisecond is None
+    assert len(set(workspace.ids())) == 140
