@@ -19,13 +19,17 @@ def client(api: LogsApiEmulator) -> LogsApiClient:
     return LogsApiClient(api.base_url, DEFAULT_ACCOUNT_ID, DEFAULT_GATEWAY_ID, DEFAULT_TOKEN)
 
 
+def add_customers(api: LogsApiEmulator, count: int) -> None:
+    for index in range(count):
+        api.add_gateway(f"customer-{index:03d}")
+
+
 def listed_pages(api: LogsApiEmulator) -> List[Dict[str, List[str]]]:
     return [r.query for r in api.requests if r.path.endswith("/ai-gateway/gateways")]
 
 
 def test_every_gateway_is_listed_across_pages(api: LogsApiEmulator) -> None:
-    for index in range(230):
-        api.add_gateway(f"customer-{index:03d}")
+    add_customers(api, 230)
 
     gateways = client(api).list_gateways()
 
@@ -37,8 +41,7 @@ def test_every_gateway_is_listed_across_pages(api: LogsApiEmulator) -> None:
 def test_a_gateway_deleted_while_the_list_is_paged_skips_no_other(
     api: LogsApiEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for index in range(150):
-        api.add_gateway(f"customer-{index:03d}")
+    add_customers(api, 150)
     serve = api._list_gateways
     served: List[int] = []
 
@@ -61,8 +64,7 @@ def test_a_gateway_deleted_while_the_list_is_paged_skips_no_other(
 def test_a_list_that_never_settles_fails_clearly(
     api: LogsApiEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for index in range(120):
-        api.add_gateway(f"customer-{index:03d}")
+    add_customers(api, 120)
     serve = api._list_gateways
 
     def growing(query: Dict[str, List[str]]) -> Dict[str, Any]:
