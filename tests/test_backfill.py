@@ -45,6 +45,7 @@ def history(api: LogsApiEmulator, count: int, days: float = 3) -> None:
     api.generate(count, start_ms=now - int(days * DAY_MS), end_ms=now - 2 * 3_600_000)
 
 
+@pytest.mark.slow
 def test_forward_and_backfill_together_load_everything_exactly_once(workspace: Workspace) -> None:
     api = workspace.api
     history(api, 2500)
@@ -164,6 +165,7 @@ def test_eviction_while_the_backfill_pages(workspace: Workspace) -> None:
     assert "were gone (evicted" in summaries[-1].line()
 
 
+@pytest.mark.slow
 def test_killed_mid_run_then_resumed(workspace: Workspace) -> None:
     api = workspace.api
     history(api, 1500)
@@ -202,6 +204,7 @@ def test_time_budget_stops_cleanly(workspace: Workspace) -> None:
     assert len(set(workspace.ids())) == 1000
 
 
+@pytest.mark.slow
 def test_pacing_keeps_a_long_backfill_free_of_429s(workspace: Workspace) -> None:
     api = workspace.api
     api.rate_limit = RateLimit(requests=20, window_seconds=2.0, block_seconds=30.0)
@@ -224,6 +227,7 @@ def test_pacing_keeps_a_long_backfill_free_of_429s(workspace: Workspace) -> None
     assert elapsed >= (requests - 20) / 10 * 0.9
 
 
+@pytest.mark.slow
 def test_a_429_despite_pacing_pauses_and_slows_down(workspace: Workspace) -> None:
     api = workspace.api
     api.rate_limit = RateLimit(requests=10, window_seconds=1.0, block_seconds=1.0)
@@ -288,6 +292,7 @@ def test_invalid_since_names_the_setting(workspace: Workspace) -> None:
     assert "SOURCES__AIG_SOURCE__BACKFILL_SINCE" in message and "last tuesday" in message
 
 
+@pytest.mark.slow
 def test_backfill_demo_runs(tmp_path: Path) -> None:
     result = run_demo(BACKFILL_SCRIPT, tmp_path)
 
@@ -329,6 +334,7 @@ def test_forward_first_then_backfill_split_at_one_origin(workspace: Workspace) -
     assert sorted(workspace.ids()) == sorted(stored_ids(api))
 
 
+@pytest.mark.slow
 def test_resuming_inside_a_crowded_millisecond_reports_no_logs_gone(
     workspace: Workspace,
 ) -> None:

@@ -23,6 +23,7 @@ from .bigquery_emulator import EmulatedBigQuery, query
 from .conftest import Workspace, merge_statements
 
 pytest.importorskip("google.cloud.bigquery", reason="needs the bigquery extra")
+pytestmark = pytest.mark.slow
 
 
 def counts(pipeline: dlt.Pipeline) -> tuple:

@@ -113,6 +113,7 @@ def test_persistent_failure_exits_nonzero_and_the_next_run_has_no_gap(
     assert sorted(ids) == sorted(stored_ids(api))
 
 
+@pytest.mark.slow
 def test_killed_mid_run_then_rerun_is_complete_without_duplicates(workspace: Workspace) -> None:
     api = workspace.api
     api.generate(1500, hours=0.9)
@@ -208,6 +209,7 @@ def test_dlts_stock_destination_is_refused_nowhere_but_merges_unbounded(
     assert delete and "BETWEEN" not in delete[0], "the control: the check above can fail"
 
 
+@pytest.mark.slow
 def test_demo_runs_without_cloudflare_config(tmp_path: Path) -> None:
     first, second = run_demo(FORWARD_SCRIPT, tmp_path), run_demo(FORWARD_SCRIPT, tmp_path)
 

@@ -138,6 +138,7 @@ def test_more_than_a_page_of_logs_on_one_millisecond(workspace: Workspace) -> No
     assert sorted(ids) == sorted(stored_ids(api))
 
 
+@pytest.mark.slow
 def test_page_budget_cuts_inside_a_tie_and_the_next_runs_resume(workspace: Workspace) -> None:
     add_tie(workspace.api, tied=45, around=30)
 
@@ -149,6 +150,7 @@ def test_page_budget_cuts_inside_a_tie_and_the_next_runs_resume(workspace: Works
     assert len(ids) == len(set(ids)) == 105
 
 
+@pytest.mark.slow
 def test_page_budget_resumes_without_gap_or_duplicate(workspace: Workspace) -> None:
     workspace.api.generate(700, hours=0.9)
 
@@ -377,6 +379,7 @@ def test_filters_are_sent_as_one_json_array(workspace: Workspace) -> None:
         assert served.query["order_by_direction"] == ["asc"]
 
 
+@pytest.mark.slow
 def test_steady_state_cost_is_close_to_the_floor(workspace: Workspace) -> None:
     """Requests per 1,000 new logs when each run follows five minutes of traffic whose rows
     become visible up to 3 s late (some only after the run that should have seen them)."""

@@ -106,4 +106,4 @@ def test_duplicate_check_finds_a_duplicated_id(workspace: Workspace) -> None:
     assert [(row[0], row[1]) for row in rows] == [(min(workspace.ids()), 2)]
 
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.slow]
