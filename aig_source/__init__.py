@@ -19,7 +19,12 @@ from dlt.sources import DltResource
 from . import state, timestamps
 from .backfill import BackfillWalk
 from .client import AigSourceError, LogsApiClient
-from .config import ConfigurationError, LogsApiSourceConfiguration
+from .config import (
+    ConfigurationError,
+    LogsApiSourceConfiguration,
+    backfill_since_ms,
+    forward_start_ms,
+)
 from .paging import CursorRows, ForwardRead, LogReader
 from .ratelimit import shared_pacer
 from .rows import to_row
@@ -94,11 +99,8 @@ def aig_source(
         selected by default), both loading table `aig_logs`, merged on `id`.
     """
     # dlt resolved and validated every argument through LogsApiSourceConfiguration
-    settings = LogsApiSourceConfiguration(
-        backfill_since=backfill_since, forward_start=forward_start
-    )
-    since_ms = settings.since_ms()
-    proposed_origin_ms = settings.proposed_origin_ms()
+    since_ms = backfill_since_ms(backfill_since)
+    proposed_origin_ms = forward_start_ms(forward_start)
     pacer = shared_pacer(rate_limit_requests, rate_limit_window_seconds)
     client = LogsApiClient(api_base_url, account_id, gateway_id, api_token, pacer)
     forward = aig_logs_forward(

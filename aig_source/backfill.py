@@ -57,7 +57,7 @@ class BackfillWalk:
         since_changed = progress.since != (
             format_ms(self.since_ms) if self.since_ms is not None else None
         )
-        progress.since = self.since_ms
+        progress.since_ms = self.since_ms
         oldest_ms = progress.oldest_loaded_ms
         high = oldest_ms + 1 if oldest_ms is not None else start_ms
         tie = progress.take_tie()

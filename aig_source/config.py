@@ -109,37 +109,38 @@ class LogsApiSourceConfiguration(LoggingConfiguration):
                 f" {self.forward_max_pages!r}: fix {config_hint('forward_max_pages')}, or set"
                 " lookback_seconds to 0."
             )
-        self.since_ms()
-        self.proposed_origin_ms()
-
-    def since_ms(self) -> Optional[int]:
-        """`backfill_since` as epoch ms; None when unset."""
-        since = self.backfill_since
-        if since is None or not str(since).strip():
-            return None
-        try:
-            return timestamps.parse_moment_ms(str(since))
-        except ValueError:
-            raise ConfigurationError(
-                f"backfill_since must be an ISO date or timestamp (2026-01-31 or"
-                f" 2026-01-31T12:00:00Z), got {since!r}: fix {config_hint('backfill_since')}."
-            ) from None
-
-    def proposed_origin_ms(self) -> int:
-        """`forward_start` as epoch ms, for the first job that records the origin."""
-        try:
-            return timestamps.moment_before_ms(str(self.forward_start), timestamps.now_ms())
-        except ValueError:
-            raise ConfigurationError(
-                "forward_start must be a duration before the first run (1h, 30m, 7d) or an ISO"
-                f" date or timestamp (2026-01-31T12:00:00Z), got {self.forward_start!r}: fix"
-                f" {config_hint('forward_start')}."
-            ) from None
+        backfill_since_ms(self.backfill_since)
+        forward_start_ms(self.forward_start)
 
     @property
     def backfill_per_second(self) -> float:
         """Logs per second a backfill reads at the configured pace."""
         return self.rate_limit_requests / self.rate_limit_window_seconds * self.per_page
+
+
+def backfill_since_ms(backfill_since: Optional[str]) -> Optional[int]:
+    """`backfill_since` as epoch ms; None when unset."""
+    if backfill_since is None or not str(backfill_since).strip():
+        return None
+    try:
+        return timestamps.parse_moment_ms(str(backfill_since))
+    except ValueError:
+        raise ConfigurationError(
+            f"backfill_since must be an ISO date or timestamp (2026-01-31 or"
+            f" 2026-01-31T12:00:00Z), got {backfill_since!r}: fix {config_hint('backfill_since')}."
+        ) from None
+
+
+def forward_start_ms(forward_start: str) -> int:
+    """`forward_start` as epoch ms from now, for the first job that records the origin."""
+    try:
+        return timestamps.moment_before_ms(str(forward_start), timestamps.now_ms())
+    except ValueError:
+        raise ConfigurationError(
+            "forward_start must be a duration before the first run (1h, 30m, 7d) or an ISO"
+            f" date or timestamp (2026-01-31T12:00:00Z), got {forward_start!r}: fix"
+            f" {config_hint('forward_start')}."
+        ) from None
 
 
 def resolve_source_configuration(**explicit: Any) -> LogsApiSourceConfiguration:

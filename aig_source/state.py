@@ -38,6 +38,33 @@ BACKFILL_GAP = "gap"
 State = Dict[str, Any]
 
 
+class _Count:
+    """A count kept under `key` in a progress dict, 0 until set."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __get__(self, progress: BackfillProgress, owner: type) -> int:
+        return int(progress.state.get(self.key, 0))
+
+    def __set__(self, progress: BackfillProgress, value: int) -> None:
+        progress.state[self.key] = value
+
+
+class _Moment:
+    """A millisecond kept under `key` as RFC 3339 text (readable in `dlt pipeline info`)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __get__(self, progress: BackfillProgress, owner: type) -> Optional[int]:
+        value = progress.state.get(self.key)
+        return parse_ms(str(value)) if value else None
+
+    def __set__(self, progress: BackfillProgress, value: Optional[int]) -> None:
+        progress.state[self.key] = format_ms(value) if value is not None else None
+
+
 class BackfillProgress:
     """The backfill's resource state, by name: where its walk is and what it counted.
 
@@ -50,46 +77,22 @@ class BackfillProgress:
     def __init__(self, state: State) -> None:
         self.state = state
 
-    def _ms(self, key: str) -> Optional[int]:
-        value = self.state.get(key)
-        return parse_ms(str(value)) if value else None
-
-    def _set_ms(self, key: str, value: Optional[int]) -> None:
-        self.state[key] = format_ms(value) if value is not None else None
-
-    @property
-    def start_ms(self) -> Optional[int]:
-        return self._ms("start")
-
-    def begin_at(self, origin_ms: int) -> int:
-        """The walk's start: recorded on its first run, kept after."""
-        self.state.setdefault("start", format_ms(origin_ms))
-        return parse_ms(self.state["start"])
+    start_ms = _Moment("start")
+    oldest_loaded_ms = _Moment("oldest_loaded")
+    since_ms = _Moment("since")
+    at_oldest = _Count("at_oldest")
+    loaded = _Count("loaded")
+    gone = _Count("gone")
 
     @property
     def since(self) -> Optional[str]:
         value = self.state.get("since")
         return None if value is None else str(value)
 
-    @since.setter
-    def since(self, value: Optional[int]) -> None:
-        self._set_ms("since", value)
-
-    @property
-    def oldest_loaded_ms(self) -> Optional[int]:
-        return self._ms("oldest_loaded")
-
-    @oldest_loaded_ms.setter
-    def oldest_loaded_ms(self, value: Optional[int]) -> None:
-        self._set_ms("oldest_loaded", value)
-
-    @property
-    def at_oldest(self) -> int:
-        return int(self.state.get("at_oldest", 0))
-
-    @at_oldest.setter
-    def at_oldest(self, value: int) -> None:
-        self.state["at_oldest"] = value
+    def begin_at(self, origin_ms: int) -> int:
+        """The walk's start: recorded on its first run, kept after."""
+        self.state.setdefault("start", format_ms(origin_ms))
+        return parse_ms(self.state["start"])
 
     def take_tie(self) -> Optional[Dict[str, int]]:
         """Where a cut over-full millisecond resumes (`at`, `page`), cleared once taken."""
@@ -116,28 +119,13 @@ class BackfillProgress:
 
     @property
     def expected(self) -> Optional[int]:
+        """What the walk was promised; None before its first count."""
         value = self.state.get("expected")
         return None if value is None else int(value)
 
     @expected.setter
     def expected(self, value: int) -> None:
         self.state["expected"] = value
-
-    @property
-    def loaded(self) -> int:
-        return int(self.state.get("loaded", 0))
-
-    @loaded.setter
-    def loaded(self, value: int) -> None:
-        self.state["loaded"] = value
-
-    @property
-    def gone(self) -> int:
-        return int(self.state.get("gone", 0))
-
-    @gone.setter
-    def gone(self, value: int) -> None:
-        self.state["gone"] = value
 
     @property
     def gap(self) -> Optional[State]:
