@@ -1,16 +1,17 @@
 """dlt source for Cloudflare AI Gateway request logs (the Legacy Logs REST API).
 
 The `aig_source` source loads table `aig_logs`, merged on `id`, from
-`GET /accounts/{account_id}/ai-gateway/gateways/{gateway_id}/logs`. Its forward resource keeps a
-`created_at` cursor in dlt state, re-checks a lookback window for late rows every run and pages
-without drift (see `paging.py`). A faithful emulator of the API lives in `aig_source.emulator`.
+`GET /accounts/{account_id}/ai-gateway/gateways/{gateway_id}/logs` of one gateway, several, or
+every gateway of the account (`gateway_id = "*"`), each with its own progress (`fleet.py`). Its
+forward resource keeps a `created_at` cursor per gateway in dlt state, re-checks a lookback
+window for late rows every run and pages without drift (see `paging.py`). A faithful emulator of
+the API lives in `aig_source.emulator`.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import dlt
 from dlt.common.typing import TSecretStrValue
@@ -24,18 +25,19 @@ from .config import (
     LogsApiSourceConfiguration,
     backfill_since_ms,
     forward_start_ms,
+    gateway_ids,
 )
+from .fleet import FleetRead, open_fleet
 from .paging import CursorRows, ForwardRead, LogReader
 from .ratelimit import shared_pacer
-from .rows import to_row
 from .settings import (
     BACKFILL_RESOURCE,
-    CURSOR_FIELD,
     DEFAULT_API_BASE_URL,
     DEFAULT_BACKFILL_MAX_PAGES,
     DEFAULT_FORWARD_MAX_PAGES,
     DEFAULT_FORWARD_START,
     DEFAULT_LOOKBACK_SECONDS,
+    DEFAULT_MAX_CONCURRENT_GATEWAYS,
     DEFAULT_PER_PAGE,
     DEFAULT_RATE_LIMIT_REQUESTS,
     DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
@@ -51,7 +53,7 @@ __all__ = ["AigSourceError", "ConfigurationError", "LogsApiSourceConfiguration",
 @dlt.source(name=SOURCE_SECTION, max_table_nesting=0, spec=LogsApiSourceConfiguration)
 def aig_source(
     account_id: str = dlt.config.value,
-    gateway_id: str = dlt.config.value,
+    gateway_id: Any = dlt.config.value,
     api_token: TSecretStrValue = dlt.secrets.value,
     api_base_url: str = DEFAULT_API_BASE_URL,
     per_page: int = DEFAULT_PER_PAGE,
@@ -63,8 +65,9 @@ def aig_source(
     rate_limit_requests: int = DEFAULT_RATE_LIMIT_REQUESTS,
     rate_limit_window_seconds: float = DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
     forward_start: str = DEFAULT_FORWARD_START,
+    max_concurrent_gateways: int = DEFAULT_MAX_CONCURRENT_GATEWAYS,
 ) -> Sequence[DltResource]:
-    """Cloudflare AI Gateway logs of one gateway.
+    """Cloudflare AI Gateway logs of one gateway, several, or all of an account's.
 
     Every argument is a setting of `[sources.aig_source]`, declared with its type and default in
     `config.LogsApiSourceConfiguration`, which dlt resolves and validates before this runs; the
@@ -73,7 +76,8 @@ def aig_source(
 
     Args:
         account_id: Cloudflare account id (32 hex characters).
-        gateway_id: AI Gateway id (slug) within the account.
+        gateway_id: AI Gateway id (slug) within the account; several (a list, or ids separated
+            by commas); or `*` for every gateway of the account, listed again on every run.
         api_token: API token with the "AI Gateway Read" permission. Secret.
         api_base_url: Cloudflare API base URL; point it at the emulator for local runs.
         per_page: Logs per request, 1 to 50 (the API's maximum, and the cheapest).
@@ -92,7 +96,8 @@ def aig_source(
         forward_start: Where the history is split when the first job runs: a duration before
             that run (`1h`, `7d`) or an ISO date or timestamp. The forward resource reads up from
             it and the backfill down from it; once recorded in state (the `origin`), it no longer
-            changes.
+            changes. Each gateway has its own origin, fixed when it is first read.
+        max_concurrent_gateways: Gateways read at once; all of them share the token's pacer.
 
     Returns:
         The forward resource `aig_logs` and the backfill resource `aig_logs_backfill` (not
@@ -101,24 +106,16 @@ def aig_source(
     # dlt resolved and validated every argument through LogsApiSourceConfiguration
     since_ms = backfill_since_ms(backfill_since)
     proposed_origin_ms = forward_start_ms(forward_start)
-    pacer = shared_pacer(rate_limit_requests, rate_limit_window_seconds)
-    client = LogsApiClient(api_base_url, account_id, gateway_id, api_token, pacer)
-    forward = aig_logs_forward(
-        client,
-        per_page,
-        forward_max_pages,
-        lookback_seconds,
-        proposed_origin_ms,
-    )
-    backfill = aig_logs_history(
-        client, per_page, backfill_max_pages, proposed_origin_ms, since_ms, backfill_max_seconds
-    )
+    configured = gateway_ids(gateway_id)
+    pacer = shared_pacer(rate_limit_requests, rate_limit_window_seconds, str(api_token))
+    client = LogsApiClient(api_base_url, account_id, configured[0], api_token, pacer)
+
+    def fleet() -> FleetRead:
+        return open_fleet(client, configured, proposed_origin_ms, max_concurrent_gateways)
+
+    forward = aig_logs_forward(fleet, per_page, forward_max_pages, lookback_seconds)
+    backfill = aig_logs_history(fleet, per_page, backfill_max_pages, since_ms, backfill_max_seconds)
     return [declare_table(forward), declare_table(backfill)]
-
-
-def _rows(page: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    ingested_at = datetime.now(timezone.utc)
-    return [to_row(item, ingested_at) for item in page]
 
 
 def _last_run(client: LogsApiClient, reader: LogReader, **progress: Any) -> Dict[str, Any]:
@@ -140,65 +137,44 @@ def _last_run(client: LogsApiClient, reader: LogReader, **progress: Any) -> Dict
 
 
 def aig_logs_forward(
-    client: LogsApiClient,
+    fleet: Callable[[], FleetRead],
     per_page: int,
     max_pages: int,
     lookback_seconds: int,
-    proposed_origin_ms: int,
 ) -> DltResource:
-    """Builds the forward resource around one API client.
+    """Builds the forward resource.
 
     Args:
-        client: Client of the gateway's Logs API.
+        fleet: Opens the run's read of the selected gateways (`fleet.open_fleet`).
         per_page: Logs per request.
-        max_pages: Page budget of one run.
+        max_pages: Page budget of one run, per gateway.
         lookback_seconds: Late-row window re-checked every run.
-        proposed_origin_ms: Where to start reading when no job has recorded the origin yet.
 
     Returns:
-        Resource `aig_logs`, merged on `id`, with an incremental `created_at` cursor.
+        Resource `aig_logs`, merged on `id`, with a `created_at` cursor per gateway.
     """
 
-    @dlt.resource(name=FORWARD_RESOURCE, **TABLE_HINTS)
-    def aig_logs(
-        created_at: dlt.sources.incremental[datetime] = dlt.sources.incremental(
-            CURSOR_FIELD,
-            # the first run starts at the origin in source state (`state.fix_origin`), which
-            # is not known before the run; rows below the cursor are filtered by the lag
-            initial_value=None,
-            lag=float(lookback_seconds) or None,
-            # dlt's boundary dedup by id would drop a changed log at the cursor: `CursorRows`
-            # drops only unchanged ones
-            primary_key=(),
-            allow_external_schedulers=False,
-        ),
+    def read_gateway(
+        client: LogsApiClient, progress: state.State, origin_ms: int
     ) -> Iterator[List[Dict[str, Any]]]:
-        """New AI Gateway logs, oldest first, plus late logs found in the lookback window.
-
-        The `created_at` cursor is the newest log loaded. Each run reads from it (on the first
-        run, from the origin shared with the backfill) up to the gateway's newest visible log,
-        so a run stopped by its page budget, an error or a kill resumes exactly there; nothing
-        is committed unless the load commits it.
-
-        Yields:
-            Pages of rows for table `aig_logs`.
-        """
-        origin_ms = state.current_origin(proposed_origin_ms)
-        stored = created_at.get_state().get("last_value")
+        # first among the gateway's keys, where `dlt pipeline aig_logs info -v` shows it first
+        stored = progress.setdefault(state.CURSOR, None)
         cursor_ms = parse_ms(stored) if stored is not None else None
-        resource_state = dlt.current.resource_state()
         reader = LogReader(client, per_page, max_pages)
-        forward = ForwardRead(
-            reader, resource_state.setdefault(state.LOOKBACK, {}), lookback_seconds
-        )
-        cursor_rows = CursorRows(resource_state.setdefault(state.CURSOR_ROWS, {}))
+        forward = ForwardRead(reader, progress.setdefault(state.LOOKBACK, {}), lookback_seconds)
+        cursor_rows = CursorRows(progress.setdefault(state.CURSOR_ROWS, {}))
         fetched = 0
+        newest_loaded_ms = cursor_ms
         for page in forward.pages(cursor_ms, origin_ms):
             fetched += len(page)
             fresh = cursor_rows.fresh(page)
             if fresh:
-                yield _rows(fresh)
+                newest_in_page = max(parse_ms(item["created_at"]) for item in fresh)
+                newest_loaded_ms = max(newest_loaded_ms or newest_in_page, newest_in_page)
+                yield fresh
         cursor_rows.save()
+        if newest_loaded_ms is not None:
+            progress[state.CURSOR] = format_ms(newest_loaded_ms)
         budget_reached = reader.cut or forward.window_unchecked
         gateway_newest: Optional[int] = None
         if budget_reached:
@@ -207,7 +183,7 @@ def aig_logs_forward(
         elif reader.exhausted:
             # the read ended on a short page: nothing newer was visible when it ended
             gateway_newest = forward.newest_ms
-        resource_state[state.LAST_RUN] = _last_run(
+        progress[state.LAST_RUN] = _last_run(
             client,
             reader,
             logs_fetched=fetched,
@@ -217,24 +193,39 @@ def aig_logs_forward(
             gateway_newest=format_ms(gateway_newest) if gateway_newest is not None else None,
         )
 
+    @dlt.resource(name=FORWARD_RESOURCE, **TABLE_HINTS)
+    def aig_logs() -> Iterator[List[Dict[str, Any]]]:
+        """New AI Gateway logs of each gateway, oldest first, plus late logs found in its
+        lookback window.
+
+        Each gateway's cursor is its newest log loaded. Each run reads from it (on a gateway's
+        first run, from its origin, shared with the backfill) up to the gateway's newest visible
+        log, so a run stopped by the page budget, an error or a kill resumes exactly there;
+        nothing is committed unless the load commits it.
+
+        Yields:
+            Pages of rows for table `aig_logs`.
+        """
+        read = fleet()
+        yield from read.pages(read_gateway)
+        dlt.current.resource_state()[state.LAST_RUN] = read.outcome()
+
     return aig_logs
 
 
 def aig_logs_history(
-    client: LogsApiClient,
+    fleet: Callable[[], FleetRead],
     per_page: int,
     max_pages: int,
-    proposed_origin_ms: int,
     since_ms: Optional[int],
     max_seconds: Optional[float],
 ) -> DltResource:
-    """Builds the backfill resource around one API client.
+    """Builds the backfill resource.
 
     Args:
-        client: Client of the gateway's Logs API.
+        fleet: Opens the run's read of the selected gateways (`fleet.open_fleet`).
         per_page: Logs per request.
-        max_pages: Page budget of one run.
-        proposed_origin_ms: Where to start walking down when no job has recorded the origin yet.
+        max_pages: Page budget of one run, per gateway.
         since_ms: Oldest `created_at` (epoch ms) to go back to; None for the gateway's oldest.
         max_seconds: Time budget of one run.
 
@@ -245,31 +236,38 @@ def aig_logs_history(
 
     @dlt.resource(name=BACKFILL_RESOURCE, selected=False, **TABLE_HINTS)
     def aig_logs_backfill() -> Iterator[List[Dict[str, Any]]]:
-        """The gateway's history, newest first, from the origin shared with the forward resource.
+        """Each gateway's history, newest first, from its origin shared with the forward
+        resource.
 
-        Progress (`oldest_loaded`, `done`) is kept in the resource state and committed with the
-        load, so a run cut by its page or time budget, an error or a kill resumes where it
-        stopped. Once it reached the bottom, later runs make no request.
+        Each gateway's progress (`oldest_loaded`, `done`) is kept in the resource state and
+        committed with the load, so a run cut by its page or time budget, an error or a kill
+        resumes where it stopped. Once a gateway's walk reached the bottom, later runs make no
+        request for it.
 
         Yields:
             Pages of rows for table `aig_logs`.
         """
-        origin_ms = state.current_origin(proposed_origin_ms)
         deadline = time.monotonic() + max_seconds if max_seconds else None
-        reader = LogReader(client, per_page, max_pages, deadline=deadline)
-        resource_state = dlt.current.resource_state()
-        walk = BackfillWalk(reader, state.BackfillProgress(resource_state), since_ms)
-        for page in walk.pages(origin_ms):
-            yield _rows(page)
-        out_of_time = deadline is not None and time.monotonic() >= deadline
-        resource_state[state.LAST_RUN] = _last_run(
-            client,
-            reader,
-            logs_fetched=walk.fetched,
-            logs_new=walk.new,
-            logs_remaining_estimate=walk.remaining,
-            page_budget_reached=reader.cut and not out_of_time,
-            time_budget_reached=reader.cut and out_of_time,
-        )
+
+        def read_gateway(
+            client: LogsApiClient, progress: state.State, origin_ms: int
+        ) -> Iterator[List[Dict[str, Any]]]:
+            reader = LogReader(client, per_page, max_pages, deadline=deadline)
+            walk = BackfillWalk(reader, state.BackfillProgress(progress), since_ms)
+            yield from walk.pages(origin_ms)
+            out_of_time = deadline is not None and time.monotonic() >= deadline
+            progress[state.LAST_RUN] = _last_run(
+                client,
+                reader,
+                logs_fetched=walk.fetched,
+                logs_new=walk.new,
+                logs_remaining_estimate=walk.remaining,
+                page_budget_reached=reader.cut and not out_of_time,
+                time_budget_reached=reader.cut and out_of_time,
+            )
+
+        read = fleet()
+        yield from read.pages(read_gateway)
+        dlt.current.resource_state()[state.LAST_RUN] = read.outcome()
 
     return aig_logs_backfill

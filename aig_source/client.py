@@ -50,6 +50,10 @@ class ApiNotFoundError(AigSourceError):
     pass
 
 
+class GatewayNotFoundError(ApiNotFoundError):
+    """The account has no gateway of that id (deleted, or never created)."""
+
+
 class ApiRateLimitedError(AigSourceError):
     pass
 
@@ -133,6 +137,7 @@ class LogsApiClient:
         self.account_id = account_id
         self.gateway_id = gateway_id
         self.pacer = pacer
+        self._api_token = api_token
         self.requests_made = 0
         self.rate_limited = 0
         self._http = Client(
@@ -152,6 +157,13 @@ class LogsApiClient:
         self._http.update_from_config(runtime)
         self.max_retry_delay = float(runtime.request_max_retry_delay)
         self.max_attempts = int(runtime.request_max_attempts)
+
+    def for_gateway(self, gateway_id: str) -> LogsApiClient:
+        """A client of another gateway of the same account, through the same token's pacer,
+        with its own request counts (one per gateway, so concurrent readers count their own)."""
+        return LogsApiClient(
+            self.api_base_url, self.account_id, gateway_id, self._api_token, self.pacer
+        )
 
     @property
     def logs_url(self) -> str:
@@ -325,7 +337,7 @@ class LogsApiClient:
         path = urlsplit(response.url).path
         gateway_path = GATEWAY_PATH.format(account_id=self.account_id, gateway_id=self.gateway_id)
         if status == 404 and code == 7002 and gateway_path in path:
-            return ApiNotFoundError(
+            return GatewayNotFoundError(
                 f"AI Gateway '{self.gateway_id}' was not found in account {self.account_id}"
                 f" ({detail}). Check {config_hint('gateway_id')}."
             )

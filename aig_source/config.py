@@ -8,7 +8,9 @@ before any request is made.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Tuple
+import contextlib
+import json
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from dlt.common.configuration import configspec, resolve_configuration
 from dlt.common.configuration.specs import BaseConfiguration
@@ -17,6 +19,7 @@ from dlt.common.typing import TSecretStrValue
 from . import timestamps
 from .client import AigSourceError, config_hint
 from .settings import (
+    ALL_GATEWAYS,
     DEFAULT_API_BASE_URL,
     DEFAULT_BACKFILL_MAX_PAGES,
     DEFAULT_FORWARD_MAX_PAGES,
@@ -24,6 +27,7 @@ from .settings import (
     DEFAULT_FRESHNESS_THRESHOLD_SECONDS,
     DEFAULT_LOG_LEVEL,
     DEFAULT_LOOKBACK_SECONDS,
+    DEFAULT_MAX_CONCURRENT_GATEWAYS,
     DEFAULT_PER_PAGE,
     DEFAULT_RATE_LIMIT_REQUESTS,
     DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
@@ -59,7 +63,6 @@ class LoggingConfiguration(BaseConfiguration):
 _Rule = Tuple[Callable[[Any], bool], str]
 
 _RULES: Dict[str, _Rule] = {
-    "gateway_id": (lambda v: 0 < len(v) <= 64, "must be 1 to 64 characters"),
     "api_base_url": (
         lambda v: str(v).startswith(("http://", "https://")),
         "must be an http(s) URL",
@@ -69,6 +72,7 @@ _RULES: Dict[str, _Rule] = {
     "backfill_max_pages": (lambda v: v >= 1, "must be at least 1"),
     "lookback_seconds": (lambda v: v >= 0, "must be 0 or more"),
     "freshness_threshold_seconds": (lambda v: v >= 0, "must be 0 (off) or more"),
+    "max_concurrent_gateways": (lambda v: v >= 1, "must be at least 1"),
     "rate_limit_requests": (lambda v: v >= 1, "must be at least 1"),
     "rate_limit_window_seconds": (lambda v: v > 0, "must be more than 0"),
 }
@@ -79,7 +83,8 @@ class LogsApiSourceConfiguration(LoggingConfiguration):
     """Every setting of `[sources.aig_source]`; see the source's docstring for their meaning."""
 
     account_id: str = None  # type: ignore[assignment]
-    gateway_id: str = None  # type: ignore[assignment]
+    gateway_id: Any = None
+    """One id, several (a TOML list, or a comma-separated string), or `*` for every gateway."""
     api_token: TSecretStrValue = None  # type: ignore[assignment]
     api_base_url: str = DEFAULT_API_BASE_URL
     per_page: int = DEFAULT_PER_PAGE
@@ -92,9 +97,11 @@ class LogsApiSourceConfiguration(LoggingConfiguration):
     backfill_max_seconds: Optional[float] = None
     rate_limit_requests: int = DEFAULT_RATE_LIMIT_REQUESTS
     rate_limit_window_seconds: float = DEFAULT_RATE_LIMIT_WINDOW_SECONDS
+    max_concurrent_gateways: int = DEFAULT_MAX_CONCURRENT_GATEWAYS
 
     def on_resolved(self) -> None:
         super().on_resolved()
+        self.gateway_id = gateway_ids(self.gateway_id)
         for key, (valid, requirement) in _RULES.items():
             value = getattr(self, key)
             if not valid(value):
@@ -116,6 +123,43 @@ class LogsApiSourceConfiguration(LoggingConfiguration):
     def backfill_per_second(self) -> float:
         """Logs per second a backfill reads at the configured pace."""
         return self.rate_limit_requests / self.rate_limit_window_seconds * self.per_page
+
+
+def gateway_ids(gateway_id: Any) -> List[str]:
+    """The configured gateways as a list: `["*"]` for every gateway of the account, else ids.
+
+    Takes what dlt resolved: a TOML list, one id, a comma-separated string (the environment's
+    form) or a JSON array in a string.
+    """
+    value = gateway_id
+    if isinstance(value, str) and value.strip().startswith("["):
+        with contextlib.suppress(ValueError):
+            value = json.loads(value)
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ConfigurationError(
+            f"gateway_id must be a gateway id, a list of them or {ALL_GATEWAYS!r}, got"
+            f" {gateway_id!r}: fix {config_hint('gateway_id')}."
+        )
+    ids = list(dict.fromkeys(v.strip() for v in value if v.strip()))
+    if not ids:
+        raise ConfigurationError(
+            f"gateway_id is empty: set {config_hint('gateway_id')} to a gateway id, several"
+            f" separated by commas, or {ALL_GATEWAYS!r} for every gateway of the account."
+        )
+    if ALL_GATEWAYS in ids and len(ids) > 1:
+        raise ConfigurationError(
+            f"gateway_id {ALL_GATEWAYS!r} already means every gateway; list ids or use"
+            f" {ALL_GATEWAYS!r} alone, got {gateway_id!r}: fix {config_hint('gateway_id')}."
+        )
+    too_long = [v for v in ids if len(v) > 64]
+    if too_long:
+        raise ConfigurationError(
+            f"gateway_id {too_long[0]!r} is longer than 64 characters: fix"
+            f" {config_hint('gateway_id')}."
+        )
+    return ids
 
 
 def backfill_since_ms(backfill_since: Optional[str]) -> Optional[int]:

@@ -14,6 +14,7 @@ from .client import AigSourceError, LogsApiClient, config_hint
 from .config import resolve_source_configuration
 from .paging import created_at_filters
 from .runner import describe_failure, format_duration, make_pipeline, missing_config_message
+from .settings import ALL_GATEWAYS
 from .timestamps import now_ms
 
 DAY_SECONDS = 86_400
@@ -82,11 +83,13 @@ def eviction_outlook(
 
 
 def log_settings_checks(
-    gateway: dict[str, Any], load: GatewayLoad, backfill_per_second: float
+    gateway: dict[str, Any], load: GatewayLoad, backfill_per_second: float, named: str = ""
 ) -> List[CheckResult]:
-    """`collect_logs` and the storage cap (`log_management`, `log_management_strategy`)."""
-    results = []
-    subject = "Gateway log settings"
+    """`collect_logs` and the storage cap (`log_management`, `log_management_strategy`);
+    `named` follows each subject when several gateways are checked."""
+    results: List[CheckResult] = []
+    subject = "Gateway log settings" + named
+    storage = "Log storage" + named
     if gateway.get("collect_logs") is False:
         results.append(
             _fail(
@@ -99,14 +102,14 @@ def log_settings_checks(
     capacity = gateway.get("log_management")
     strategy = gateway.get("log_management_strategy")
     if not isinstance(capacity, int):
-        results.append(_ok("Log storage", "no gateway cap (the plan's storage limit applies)"))
+        results.append(_ok(storage, "no gateway cap (the plan's storage limit applies)"))
         return results
     usage = f"{load.stored:,} of {capacity:,} logs stored, {load.per_second:.2f} new logs/s"
     if strategy == "STOP_INSERTING":
         if load.stored >= capacity:
             results.append(
                 _fail(
-                    "Log storage",
+                    storage,
                     f"the gateway is full ({usage}) and drops new logs (STOP_INSERTING). Raise"
                     " log_management or switch Automatic Log Deletion to DELETE_OLDEST.",
                 )
@@ -117,13 +120,13 @@ def log_settings_checks(
             full_in = format_duration((capacity - load.stored) / load.per_second)
             results.append(
                 _warn(
-                    "Log storage",
+                    storage,
                     f"{usage}; full in about {full_in}, then new logs are dropped"
                     " (STOP_INSERTING). Raise log_management or delete loaded logs in time.",
                 )
             )
         else:
-            results.append(_ok("Log storage", f"{usage}; STOP_INSERTING"))
+            results.append(_ok(storage, f"{usage}; STOP_INSERTING"))
         return results
     seconds, lost = eviction_outlook(capacity, load.stored, load.per_second, backfill_per_second)
     backfill = (
@@ -132,23 +135,25 @@ def log_settings_checks(
     if lost > 0:
         results.append(
             _warn(
-                "Log storage",
+                storage,
                 f"{usage}; DELETE_OLDEST evicts the oldest logs: {backfill}, and about"
                 f" {lost:,} of the oldest logs will be evicted before it reaches them. Start"
                 " pipelines/backfill.py now and let it run to the end, or raise log_management.",
             )
         )
     else:
-        results.append(
-            _ok("Log storage", f"{usage}; DELETE_OLDEST, and {backfill}, before any eviction")
-        )
+        results.append(_ok(storage, f"{usage}; DELETE_OLDEST, and {backfill}, before any eviction"))
     return results
 
 
 def check_cloudflare(
-    client: LogsApiClient, backfill_per_second: float, now: Optional[int] = None
+    client: LogsApiClient,
+    gateway_ids: List[str],
+    backfill_per_second: float,
+    now: Optional[int] = None,
 ) -> List[CheckResult]:
-    """Token, account and gateway, log reading, and the gateway's log settings."""
+    """Token, account, then for each configured gateway (with `*`, each one listed): log
+    reading and the gateway's log settings."""
     try:
         token = client.verify_token()
     except AigSourceError as error:
@@ -162,22 +167,50 @@ def check_cloudflare(
             )
         ]
     results = [_ok("Cloudflare API token", "valid and active")]
+    if gateway_ids == [ALL_GATEWAYS]:
+        try:
+            gateway_ids = sorted(str(g["id"]) for g in client.list_gateways())
+        except AigSourceError as error:
+            return [*results, _fail("Gateways", str(error))]
+        if not gateway_ids:
+            return [
+                *results,
+                _warn(
+                    "Gateways",
+                    f"account {client.account_id} has no gateway yet; with gateway_id '*' the"
+                    " first run after one is created reads it.",
+                ),
+            ]
+        results.append(
+            _ok(
+                "Gateways",
+                f"gateway_id '*' reads all {len(gateway_ids)} gateways of account"
+                f" {client.account_id}: {', '.join(gateway_ids)}",
+            )
+        )
+    for gateway_id in gateway_ids:
+        named = f" ({gateway_id})" if len(gateway_ids) > 1 else ""
+        results += _check_gateway(client.for_gateway(gateway_id), backfill_per_second, now, named)
+    return results
+
+
+def _check_gateway(
+    client: LogsApiClient, backfill_per_second: float, now: Optional[int], named: str
+) -> List[CheckResult]:
+    subject = "Account and gateway" + named
     try:
         gateway = client.get_gateway()
         stored = client.list_logs([], per_page=1).total_count or 0
         since = (now if now is not None else now_ms()) - DAY_SECONDS * 1000
         last_day = client.list_logs(created_at_filters(since), per_page=1).total_count or 0
     except AigSourceError as error:
-        return [*results, _fail("Account and gateway", str(error))]
+        return [_fail(subject, str(error))]
     load = GatewayLoad(stored=stored, last_day=last_day)
-    results.append(
-        _ok(
-            "Account and gateway",
-            f"gateway '{client.gateway_id}' of account {client.account_id}: its logs can be read"
-            f" ({stored:,} stored, {last_day:,} in the last 24 h)",
-        )
+    detail = (
+        f"gateway '{client.gateway_id}' of account {client.account_id}: its logs can be read"
+        f" ({stored:,} stored, {last_day:,} in the last 24 h)"
     )
-    return results + log_settings_checks(gateway, load, backfill_per_second)
+    return [_ok(subject, detail), *log_settings_checks(gateway, load, backfill_per_second, named)]
 
 
 def check_destination(pipeline: dlt.Pipeline) -> List[CheckResult]:
@@ -248,10 +281,11 @@ def run_checks() -> List[CheckResult]:
     except AigSourceError as error:
         results = [_fail("Configuration", str(error))]
     else:
+        gateways = list(settings.gateway_id)
         client = LogsApiClient(
-            settings.api_base_url, settings.account_id, settings.gateway_id, settings.api_token
+            settings.api_base_url, settings.account_id, gateways[0], settings.api_token
         )
-        results = check_cloudflare(client, settings.backfill_per_second)
+        results = check_cloudflare(client, gateways, settings.backfill_per_second)
     try:
         pipeline = make_pipeline()
     except Exception as error:  # an unknown destination type, for one

@@ -8,10 +8,11 @@ budget so that a long backfill never trips the limit and leaves room for other c
 from __future__ import annotations
 
 import collections
+import hashlib
 import logging
 import threading
 import time
-from typing import Any, Callable, Deque, Optional
+from typing import Any, Callable, Deque, Dict
 
 from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
@@ -113,26 +114,31 @@ class RequestPacer:
             )
 
 
-_shared: Optional[RequestPacer] = None
+_shared: Dict[str, RequestPacer] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_pacer(requests: int, window_seconds: float) -> RequestPacer:
-    """The process-wide pacer, (re)configured to this budget."""
-    global _shared
+def shared_pacer(requests: int, window_seconds: float, token: str = "") -> RequestPacer:
+    """The process-wide pacer of one API token, (re)configured to this budget.
+
+    Cloudflare limits requests per user and token, not per gateway or account: every gateway
+    read with one token shares its pacer, and a second token (another account) gets its own.
+    Tokens are told apart by a digest, so no pacer holds a secret.
+    """
+    key = hashlib.sha256(token.encode()).hexdigest()
     with _shared_lock:
-        if _shared is None:
-            _shared = RequestPacer(requests, window_seconds)
+        pacer = _shared.get(key)
+        if pacer is None:
+            pacer = _shared[key] = RequestPacer(requests, window_seconds)
         else:
-            _shared.configure(requests, window_seconds)
-        return _shared
+            pacer.configure(requests, window_seconds)
+        return pacer
 
 
 def forget_shared_pacer() -> None:
-    """Drops the process-wide pacer and its history (a new token, or a new test)."""
-    global _shared
+    """Drops the process-wide pacers and their history (a new test)."""
     with _shared_lock:
-        _shared = None
+        _shared.clear()
 
 
 class PacedAdapter(HTTPAdapter):

@@ -73,13 +73,16 @@ def decode_metadata(raw: Any) -> Any:
     return raw
 
 
-def to_row(item: Dict[str, Any], ingested_at: datetime) -> Dict[str, Any]:
-    """One table row from one API item.
+def to_row(
+    item: Dict[str, Any], ingested_at: datetime, gateway_id: str, account_id: str
+) -> Dict[str, Any]:
+    """One table row from one log of gateway `gateway_id` in account `account_id`.
 
     Declared columns are coerced to their type; a value that cannot be coerced becomes null with
     a warning instead of a variant column. Unknown fields pass through as new columns.
     """
     row: Dict[str, Any] = dict(item)
+    row["gateway_id"], row["account_id"] = gateway_id, account_id
     row["created_at"] = from_ms(parse_ms(item["created_at"]))
     for name, coerce in _COERCERS.items():
         value = row.get(name)

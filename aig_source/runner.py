@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Dict, Iterator, List, Optional, Protocol
 
 import dlt
@@ -18,6 +18,7 @@ from .client import SECRET_SETTINGS, AigSourceError, config_hint
 from .config import resolve_logging_configuration
 from .destinations import destination_reference
 from .destinations.errors import describe_destination_error
+from .fleet import FAILED, GONE, failure_lines
 from .settings import (
     DATASET_NAME,
     DEFAULT_DESTINATION,
@@ -27,7 +28,8 @@ from .settings import (
     TABLE_NAME,
     TIE_MAX_PASSES,
 )
-from .state import resource_state_of
+from .state import GATEWAYS, LAST_RUN, resource_state_of
+from .upgrade import fill_origin_columns
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +97,8 @@ def count_rows(pipeline: dlt.Pipeline, table: str = TABLE_NAME) -> int:
 
 @dataclass
 class JobSummary:
-    """What every job's run did: logs, requests, the load; each job adds its own progress."""
+    """What every job's run did over all its gateways: logs, requests, the load, the gateways
+    that failed or are gone; each job adds its own progress per gateway."""
 
     logs_fetched: int = 0
     logs_new: int = 0
@@ -103,24 +106,69 @@ class JobSummary:
     pages: int = 0
     rate_limited: int = 0
     load_info: Optional[LoadInfo] = None
+    pipeline_name: str = PIPELINE_NAME
+    gateways: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    """Each gateway read successfully by the last load: its progress after it, by id."""
+    failed: Dict[str, str] = field(default_factory=dict)
+    """Gateways whose read failed, and why; their progress did not change."""
+    gone: List[str] = field(default_factory=list)
+    """Gateways deleted from the account (with `*`); their rows and progress are kept."""
 
     job: ClassVar[str] = "run"
 
-    def add(self, last_run: Dict[str, Any], loaded: Loaded) -> None:
+    def add(self, loaded: Loaded) -> None:
         """Counts one load of the job into the summary."""
-        self.logs_fetched += int(last_run.get("logs_fetched", 0))
+        outcome = loaded.state.get(LAST_RUN, {})
+        read = {
+            gateway_id: progress
+            for gateway_id, progress in loaded.state.get(GATEWAYS, {}).items()
+            if gateway_id in outcome.get("gateways", ())
+            and gateway_id not in outcome.get(FAILED, {})
+            and gateway_id not in outcome.get(GONE, ())
+        }
+        for progress in read.values():
+            last_run = progress.get(LAST_RUN, {})
+            self.logs_fetched += int(last_run.get("logs_fetched", 0))
+            self.pages += int(last_run.get("pages", 0))
+        self.gateways.update(read)
+        self.failed.update(outcome.get(FAILED, {}))
+        self.gone = sorted(set(self.gone) | set(outcome.get(GONE, ())))
         self.logs_new += loaded.new_rows
-        self.api_requests += int(last_run.get("api_requests", 0))
-        self.pages += int(last_run.get("pages", 0))
-        self.rate_limited += int(last_run.get("rate_limited", 0))
+        self.api_requests += int(outcome.get("api_requests", 0))
+        self.rate_limited += int(outcome.get("rate_limited", 0))
         self.load_info = loaded.info
+
+    def last_run_of(self, gateway_id: str) -> Dict[str, Any]:
+        last_run: Dict[str, Any] = self.gateways.get(gateway_id, {}).get(LAST_RUN, {})
+        return last_run
+
+    @property
+    def fleet(self) -> bool:
+        """More than one gateway to speak of: the summary then names each."""
+        return len(set(self.gateways) | set(self.failed) | set(self.gone)) > 1
 
     def counts_text(self) -> str:
         already = max(0, self.logs_fetched - self.logs_new)
         return (
-            f"{PIPELINE_NAME} {self.job}: {self.logs_fetched:,} logs fetched ({self.logs_new:,}"
-            f" new, {already:,} already loaded and merged), {self.api_requests:,} API requests"
+            f"{self.pipeline_name} {self.job}: {self.logs_fetched:,} logs fetched"
+            f" ({self.logs_new:,} new, {already:,} already loaded and merged),"
+            f" {self.api_requests:,} API requests"
         )
+
+    def gateway_parts(self, describe: Callable[[str], str]) -> str:
+        """The compact per-gateway part of the line: `describe` for each gateway read, then the
+        failed and the gone ones."""
+        parts = [f"{gateway_id} {describe(gateway_id)}" for gateway_id in sorted(self.gateways)]
+        parts += [f"{gateway_id} failed (see below)" for gateway_id in sorted(self.failed)]
+        parts += [
+            f"{gateway_id} gone from the account (rows and progress kept)"
+            for gateway_id in self.gone
+        ]
+        count = len(self.gateways) + len(self.failed) + len(self.gone)
+        return f"{count} gateways: " + "; ".join(parts)
+
+    def failure_lines(self) -> List[str]:
+        return failure_lines(self.failed)
 
 
 def incomplete_millisecond_problem(note: Dict[str, Any], progress: str) -> str:
@@ -172,6 +220,7 @@ def run_resource(
     if rows_before is None:
         rows_before = rows_before_run(pipeline)
     info = pipeline.run(source, loader_file_format=loader_file_format(pipeline))  # type: ignore[arg-type]
+    fill_origin_columns(pipeline)
     rows_after = count_rows(pipeline)
     progress = resource_state_of(pipeline, resource)
     return Loaded(progress, rows_after - rows_before, rows_after, info)
@@ -233,7 +282,9 @@ def missing_config_message(fields: List[str], demo_hint: bool = True) -> str:
 
 
 def fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    """Prints each line of `message` as an error line (one per failed gateway) and returns 1."""
+    for line in message.splitlines():
+        print(f"error: {line}", file=sys.stderr)
     return 1
 
 

@@ -29,6 +29,11 @@ DEFAULT_RATE_LIMIT_REQUESTS = 800
 DEFAULT_RATE_LIMIT_WINDOW_SECONDS = 300.0
 """Cloudflare allows 1,200 requests per 300 s per token; 800 leaves a third for the dashboard,
 setup checks and the other job, and still backfills about 130 logs/s."""
+DEFAULT_MAX_CONCURRENT_GATEWAYS = 4
+"""Gateways read at once: when the API's latency dominates, N gateways take about the time of
+the slowest instead of the sum; every request still goes through the token's one pacer."""
+ALL_GATEWAYS = "*"
+"""`gateway_id` value meaning every gateway of the account, listed again on every run."""
 DEFAULT_FORWARD_START = "1h"
 """Where the first job to run splits the history: the forward resource reads newer logs, the
 backfill older ones (`forward_start`: a duration before that run, or a timestamp)."""
@@ -65,6 +70,10 @@ DEFAULT_LOADER_FILE_FORMAT = "jsonl"
 
 LOG_COLUMNS: Dict[str, TColumnSchema] = {
     "id": {"data_type": "text", "nullable": False, "description": "Log id (ULID, later UUIDv7)"},
+    # nullable in the schema only because neither dlt nor BigQuery can add a NOT NULL column to
+    # a table that has rows; every row has both (the upgrade fills older rows, see `upgrade.py`)
+    "gateway_id": {"data_type": "text", "description": "AI Gateway id (slug) the log belongs to"},
+    "account_id": {"data_type": "text", "description": "Cloudflare account id of the gateway"},
     "created_at": {
         "data_type": "timestamp",
         "timezone": True,
@@ -103,6 +112,8 @@ INTEGER_FIELDS = tuple(name for name, c in LOG_COLUMNS.items() if c["data_type"]
 FLOAT_FIELDS = tuple(name for name, c in LOG_COLUMNS.items() if c["data_type"] == "double")
 BOOL_FIELDS = tuple(name for name, c in LOG_COLUMNS.items() if c["data_type"] == "bool")
 TEXT_FIELDS = tuple(name for name, c in LOG_COLUMNS.items() if c["data_type"] == "text")
+ORIGIN_COLUMNS = ("gateway_id", "account_id")
+"""Columns every row gets from where it was read, not from the log itself."""
 
 ENV_PREFIX = "SOURCES__AIG_SOURCE__"
 """Environment names users script against (a contract; see README)."""

@@ -2,21 +2,28 @@
 
 dlt keeps source state under `sources.aig_source` and each resource's state under
 `sources.aig_source.resources.<resource>`; all of it is committed with the load that carries it,
-so a failed or killed run changes none of it. This module is the one place that knows the keys:
+so a failed or killed run changes none of it. Every gateway has its own progress, keyed by its id
+(one pipeline reads one account, see the README), so one gateway's budget, error or kill never
+moves another's. This module is the one place that knows the keys:
 
 - source state
-  - `origin`: where the history is split in two, fixed by whichever job runs first. The forward
-    resource reads up from it, the backfill down from it, whatever the order of the two and the
-    time between them.
+  - `layout`: 2 since the fleet version; absent in state of older, single-gateway versions,
+    which `carry_over_one_gateway` moves under their gateway's id.
+  - `origins.<gateway>`: where that gateway's history is split in two, fixed by whichever job
+    reads it first. The forward resource reads up from it, the backfill down from it, whatever
+    the order of the two and the time between them.
+  - `rows_to_fill`: the gateway and account of rows loaded before the table had those columns,
+    until `upgrade.fill_origin_columns` has filled them.
 - resource `aig_logs` (forward)
-  - `incremental.created_at`: dlt's cursor (`last_value`, the newest log loaded).
-  - `lookback`: per-second counts of the lookback window (`paging.ForwardRead`).
-  - `cursor_rows`: digests of the logs at the cursor's millisecond (`paging.CursorRows`).
-  - `tie`: where an over-full millisecond cut by the budget resumes.
-  - `last_run`: what the last run did, for the summary and `dlt pipeline aig_logs info -v`.
+  - `gateways.<gateway>`: `cursor` (the newest log loaded), `lookback` (per-second counts of the
+    lookback window and where a cut over-full millisecond resumes, `paging.ForwardRead`),
+    `cursor_rows` (digests of the logs at the cursor's millisecond, `paging.CursorRows`),
+    `last_run` (what its last successful read did).
+  - `last_run`: the run as a whole: gateways read, failed (and why), gone from the account.
 - resource `aig_logs_backfill`
-  - `start`, `oldest_loaded`, `at_oldest`, `tie`, `done`, `done_reason`, `since`, `expected`,
-    `loaded`, `gone`, `gap`, `last_run` (`backfill.BackfillWalk`).
+  - `gateways.<gateway>`: `start`, `oldest_loaded`, `at_oldest`, `tie`, `done`, `done_reason`,
+    `since`, `expected`, `loaded`, `gone`, `gap`, `last_run` (`backfill.BackfillWalk`).
+  - `last_run`: the run as a whole, as for the forward resource.
 """
 
 from __future__ import annotations
@@ -28,7 +35,14 @@ import dlt
 from .settings import BACKFILL_RESOURCE, CURSOR_FIELD, FORWARD_RESOURCE, SOURCE_SECTION
 from .timestamps import format_ms, parse_ms
 
+LAYOUT = "layout"
+FLEET_LAYOUT = 2
 ORIGIN = "origin"
+"""The single origin of versions before the fleet (now `origins`)."""
+ORIGINS = "origins"
+ROWS_TO_FILL = "rows_to_fill"
+GATEWAYS = "gateways"
+CURSOR = "cursor"
 LAST_RUN = "last_run"
 LOOKBACK = "lookback"
 CURSOR_ROWS = "cursor_rows"
@@ -145,45 +159,85 @@ def resources_of(source_state: State) -> State:
     return resources
 
 
-def forward_cursor(forward_state: State) -> Optional[str]:
-    """dlt's incremental cursor of the forward resource: the newest log loaded, if any."""
-    cursor = forward_state.get("incremental", {}).get(CURSOR_FIELD, {})
-    value = cursor.get("last_value")
-    return None if value is None else str(value)
+def gateways_of(resource_state: State) -> Dict[str, State]:
+    """Each gateway's progress within one resource's state, by gateway id."""
+    gateways: Dict[str, State] = resource_state.setdefault(GATEWAYS, {})
+    return gateways
 
 
-def fix_origin(source_state: State, proposed_ms: int) -> int:
-    """The origin of both jobs: the recorded one, else one carried over from an older version's
-    state, else `proposed_ms`, which is then recorded (and committed with this run's load).
+def fix_origin(source_state: State, gateway_id: str, proposed_ms: int) -> int:
+    """The origin of both jobs for one gateway: the recorded one, else `proposed_ms`, which is
+    then recorded (and committed with this run's load)."""
+    origins: Dict[str, str] = source_state.setdefault(ORIGINS, {})
+    recorded = origins.get(gateway_id)
+    if recorded is not None:
+        return parse_ms(str(recorded))
+    origins[gateway_id] = format_ms(proposed_ms)
+    return proposed_ms
 
-    Versions before the origin existed let the forward start at its own first run minus an hour
-    and the backfill at its own first run; when the backfill ran first and the forward more than
-    an hour later, the logs between the two were read by neither. That range is handed to the
-    backfill (`gap`) so it is read once, and the forward's start becomes the origin.
+
+def has_single_gateway_state(source_state: State) -> bool:
+    """Whether this is state of a version that read one gateway and did not record which."""
+    if source_state.get(LAYOUT) is not None:
+        return False
+    resources = resources_of(source_state)
+    older_keys = [
+        key
+        for resource in (FORWARD_RESOURCE, BACKFILL_RESOURCE)
+        for key in resources.get(resource, {})
+        if key != GATEWAYS
+    ]
+    return ORIGIN in source_state or bool(older_keys)
+
+
+def carry_over_one_gateway(
+    source_state: State, gateway_id: str, account_id: str, proposed_ms: int
+) -> None:
+    """Moves the state of a single-gateway version under `gateway_id`, and marks the rows it
+    loaded for `upgrade.fill_origin_columns`; state of this version is only stamped.
+
+    That version kept one `origin` (or, before it, none: the forward started at its own first
+    run minus an hour and the backfill at its own first run, so when the backfill ran first and
+    the forward more than an hour later, the logs between the two were read by neither; that
+    range becomes the backfill's `gap`, read once). dlt's incremental cursor of the forward
+    resource becomes the gateway's `cursor`, unchanged, so nothing is read again.
     """
+    if has_single_gateway_state(source_state):
+        resources = resources_of(source_state)
+        forward = resources.setdefault(FORWARD_RESOURCE, {})
+        backfill = resources.setdefault(BACKFILL_RESOURCE, {})
+        origin_ms = _single_gateway_origin(source_state, forward, backfill, proposed_ms)
+        moved_forward = {key: forward.pop(key) for key in list(forward) if key != GATEWAYS}
+        incremental = moved_forward.pop("incremental", {}).get(CURSOR_FIELD, {})
+        cursor = incremental.get("last_value")
+        if cursor is not None:
+            moved_forward[CURSOR] = format_ms(parse_ms(cursor))
+        moved_backfill = {key: backfill.pop(key) for key in list(backfill) if key != GATEWAYS}
+        gateways_of(forward)[gateway_id] = moved_forward
+        if moved_backfill:
+            gateways_of(backfill)[gateway_id] = moved_backfill
+        source_state.pop(ORIGIN, None)
+        source_state[ORIGINS] = {gateway_id: format_ms(origin_ms)}
+        source_state[ROWS_TO_FILL] = {"gateway_id": gateway_id, "account_id": account_id}
+    source_state[LAYOUT] = FLEET_LAYOUT
+
+
+def _single_gateway_origin(
+    source_state: State, forward: State, backfill: State, proposed_ms: int
+) -> int:
     recorded = source_state.get(ORIGIN)
     if recorded is not None:
         return parse_ms(str(recorded))
-    resources = resources_of(source_state)
-    forward = resources.get(FORWARD_RESOURCE, {})
-    backfill = resources.get(BACKFILL_RESOURCE, {})
     forward_start = forward.get("incremental", {}).get(CURSOR_FIELD, {}).get("initial_value")
     backfill_start = backfill.get("start")
     if forward_start is not None:
         origin_ms = parse_ms(forward_start)
         if backfill_start is not None and parse_ms(backfill_start) < origin_ms:
             backfill[BACKFILL_GAP] = {"low": backfill_start, "high": format_ms(origin_ms)}
-    elif backfill_start is not None:
-        origin_ms = parse_ms(backfill_start)
-    else:
-        origin_ms = proposed_ms
-    source_state[ORIGIN] = format_ms(origin_ms)
-    return origin_ms
-
-
-def current_origin(proposed_ms: int) -> int:
-    """`fix_origin` on the state of the source being extracted."""
-    return fix_origin(dlt.current.source_state(), proposed_ms)
+        return origin_ms
+    if backfill_start is not None:
+        return parse_ms(backfill_start)
+    return proposed_ms
 
 
 def source_state_of(pipeline: dlt.Pipeline) -> State:

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from statistics import mean
 from typing import Any, Dict, List
 
+from aig_source.emulator import DEFAULT_ACCOUNT_ID, DEFAULT_GATEWAY_ID
 from aig_source.emulator.traffic import generate_traffic
 from aig_source.rows import to_row
 from aig_source.settings import LOG_COLUMNS
@@ -58,7 +59,7 @@ def measured_row_bytes(sample: int = 20_000) -> Dict[str, float]:
     logs = generate_traffic(sample, end - 86_400_000, end, seed=7)
     sizes: Dict[str, List[int]] = {}
     for log in logs:
-        row = to_row(log.list_item(), now)
+        row = to_row(log.list_item(), now, DEFAULT_GATEWAY_ID, DEFAULT_ACCOUNT_ID)
         row.update(DLT_COLUMNS)
         for name, value in row.items():
             data_type = LOG_COLUMNS.get(name, {}).get("data_type", "text")

@@ -13,7 +13,7 @@ import pytest
 
 from aig_source import backfill as backfill_module
 from aig_source import timestamps
-from aig_source.emulator import LogsApiEmulator, RateLimit
+from aig_source.emulator import DEFAULT_GATEWAY_ID, LogsApiEmulator, RateLimit
 from aig_source.jobs import backfill as backfill_job
 from aig_source.jobs.backfill import BackfillSummary, run_backfill
 from aig_source.timestamps import format_ms, parse_ms
@@ -324,7 +324,7 @@ def test_forward_first_then_backfill_split_at_one_origin(workspace: Workspace) -
     api = workspace.api
     logs = api.generate(500, hours=6)
     workspace.run_until_caught_up(max_pages=100, forward_start="2h")
-    origin = workspace.pipeline().state["sources"]["aig_source"]["origin"]
+    origin = workspace.pipeline().state["sources"]["aig_source"]["origins"][DEFAULT_GATEWAY_ID]
     below = [log for log in logs if log.created_at_ms < parse_ms(origin)]
 
     summaries = backfill_until_done(workspace, source={"forward_start": "10m"})

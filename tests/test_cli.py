@@ -15,6 +15,8 @@ from typing import Optional
 import dlt
 import pytest
 
+from aig_source.emulator import DEFAULT_GATEWAY_ID
+
 from .conftest import (
     FORWARD_SCRIPT,
     PROJECT_ROOT,
@@ -134,7 +136,7 @@ def test_killed_mid_run_then_rerun_is_complete_without_duplicates(workspace: Wor
     assert len(ids) == len(set(ids)) == 1500
 
 
-def test_dlt_pipeline_info_shows_the_forward_cursor(workspace: Workspace) -> None:
+def test_dlt_pipeline_info_shows_each_gateways_cursor(workspace: Workspace) -> None:
     # the project's own .dlt/config.toml, as a user's checkout has it
     shutil.copytree(PROJECT_ROOT / ".dlt", workspace.root / ".dlt")
     workspace.api.generate(60, hours=0.5)
@@ -144,7 +146,9 @@ def test_dlt_pipeline_info_shows_the_forward_cursor(workspace: Workspace) -> Non
 
     assert result.returncode == 0, result.stderr
     assert "aig_logs" in result.stdout
-    assert "created_at" in result.stdout and "last_value" in result.stdout
+    info = result.stdout
+    gateway = info[info.index(f'"{DEFAULT_GATEWAY_ID}": {{') :]
+    assert gateway.split("\n")[1].strip().startswith('"cursor": "20'), gateway[:200]
     assert "destination_type: aig_source.destinations.duckdb" in result.stdout
     assert "differs" not in result.stdout + result.stderr, result.stderr
 

@@ -1,9 +1,14 @@
-"""A table and state written by the previous version (0.1.0) continue with this one.
+"""Tables and state written by earlier versions continue with this one.
 
-The fixture was made by that version's own code (`fixtures/make_previous_version_state.py`):
-three backfill runs, then a first forward run four hours later, which left three hours of logs
-that neither read. This version must carry the state forward, read that gap once, and load every
-log exactly once.
+Each fixture was made by that version's own code:
+- `previous_version_state.tar.gz` by 0.1.0 (`fixtures/make_previous_version_state.py`): three
+  backfill runs, then a first forward run four hours later, which left three hours of logs that
+  neither read. This version must carry the state forward, read that gap once, and load every
+  log exactly once.
+- `single_gateway_state.tar.gz` by the last single-gateway version, commit f42dc4f
+  (`fixtures/make_single_gateway_state.py`): a forward cursor behind the gateway, lookback counts
+  and a backfill cut mid-way, and rows without `gateway_id` and `account_id`. This version must
+  fill those columns once, continue every cursor where it was, and re-read nothing it need not.
 """
 
 from __future__ import annotations
@@ -12,22 +17,35 @@ import gzip
 import json
 import tarfile
 from pathlib import Path
+from typing import Any, Dict
 
-from aig_source.emulator import StoredLog
-from aig_source.state import BACKFILL_GAP, ORIGIN
+import pytest
+
+from aig_source.emulator import DEFAULT_ACCOUNT_ID, DEFAULT_GATEWAY_ID, StoredLog
+from aig_source.runner import describe_failure
+from aig_source.state import BACKFILL_GAP, ORIGINS, ROWS_TO_FILL
 from aig_source.timestamps import parse_ms
 
 from .conftest import Workspace, merge_statements, stored_ids
 from .test_backfill import backfill_until_done
 
-FIXTURE = Path(__file__).parent / "fixtures" / "previous_version_state.tar.gz"
+FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURE = FIXTURES / "previous_version_state.tar.gz"
+SINGLE_GATEWAY_FIXTURE = FIXTURES / "single_gateway_state.tar.gz"
 
 
-def restore_previous_version(workspace: Workspace) -> None:
-    with tarfile.open(FIXTURE) as archive:
+def restore_previous_version(workspace: Workspace, fixture: Path = FIXTURE) -> None:
+    with tarfile.open(fixture) as archive:
         archive.extractall(workspace.root, filter="data")
     logs = json.loads(gzip.decompress((workspace.root / "logs.json.gz").read_bytes()))
     workspace.api.add_logs([StoredLog(**log) for log in logs])
+
+
+def committed_source_state(workspace: Workspace) -> Dict[str, Any]:
+    """The source state as the DuckDB file holds it (what a fresh machine restores)."""
+    pipeline = workspace.pipeline("inspect")
+    pipeline.sync_destination()
+    return dict(pipeline.state["sources"]["aig_source"])
 
 
 def test_previous_versions_table_and_state_continue_without_gap_or_duplicate(
@@ -39,13 +57,14 @@ def test_previous_versions_table_and_state_continue_without_gap_or_duplicate(
     assert len(before) == 654 and len(stored_ids(api)) == 1200
     newest_ms = max(log.created_at_ms for log in api.gateway().store.snapshot())
     api.generate(40, start_ms=newest_ms + 1, end_ms=api.now_ms())  # logs since that version ran
+    old = committed_source_state(workspace)["resources"]
+    forward_start = old["aig_logs"]["incremental"]["created_at"]["initial_value"]
 
     # a fresh machine, as on GitHub Actions: state comes from the DuckDB file
     workspace.run_until_caught_up(max_pages=50)
     state = workspace.pipeline().state["sources"]["aig_source"]
-    backfill = state["resources"]["aig_logs_backfill"]
-    forward_start = state["resources"]["aig_logs"]["incremental"]["created_at"]["initial_value"]
-    assert parse_ms(state[ORIGIN]) == parse_ms(forward_start)
+    backfill = state["resources"]["aig_logs_backfill"]["gateways"][DEFAULT_GATEWAY_ID]
+    assert parse_ms(state[ORIGINS][DEFAULT_GATEWAY_ID]) == parse_ms(forward_start)
     assert parse_ms(backfill[BACKFILL_GAP]["low"]) == parse_ms(backfill["start"])
 
     summaries = backfill_until_done(workspace, max_pages=6)
@@ -59,3 +78,60 @@ def test_previous_versions_table_and_state_continue_without_gap_or_duplicate(
     # the table's schema, stored by that version without the merge hint, now carries it
     delete = [s for s in merge_statements(workspace.pipeline()) if s.startswith("DELETE")]
     assert delete and '"created_at" BETWEEN' in delete[0]
+
+
+def test_single_gateway_table_and_state_carry_over_to_their_gateway(workspace: Workspace) -> None:
+    restore_previous_version(workspace, SINGLE_GATEWAY_FIXTURE)
+    api = workspace.api
+    old = committed_source_state(workspace)
+    old_forward, old_backfill = old["resources"]["aig_logs"], old["resources"]["aig_logs_backfill"]
+    old_cursor_ms = parse_ms(old_forward["incremental"]["created_at"]["last_value"])
+    before = set(workspace.ids())
+    assert len(before) == 715 and workspace.query(
+        "SELECT COUNT(*) FROM information_schema.columns WHERE column_name = 'gateway_id'"
+    ) == [(0,)]
+    newer = [log.id for log in api.gateway().store.snapshot() if log.created_at_ms > old_cursor_ms]
+    assert newer and not set(newer) & before
+
+    first = workspace.run(max_pages=50)
+
+    # the cursor continued: the run loaded exactly the logs after it, and read little else
+    assert first.logs_new == len(newer)
+    assert first.logs_fetched <= len(newer) + 50
+    assert workspace.query(
+        "SELECT gateway_id, account_id, COUNT(*) FROM ai_gateway.aig_logs GROUP BY ALL"
+    ) == [(DEFAULT_GATEWAY_ID, DEFAULT_ACCOUNT_ID, 715 + len(newer))]
+    state = committed_source_state(workspace)
+    assert ROWS_TO_FILL not in state and "origin" not in state
+    assert state[ORIGINS] == {DEFAULT_GATEWAY_ID: old["origin"]}
+    forward = state["resources"]["aig_logs"]
+    assert set(forward) == {"gateways", "last_run"} and list(forward["gateways"]) == [
+        DEFAULT_GATEWAY_ID
+    ]
+    backfill = state["resources"]["aig_logs_backfill"]["gateways"][DEFAULT_GATEWAY_ID]
+    assert backfill["oldest_loaded"] == old_backfill["oldest_loaded"]
+    assert backfill["loaded"] == old_backfill["loaded"] == 246
+
+    # the backfill resumes where that version stopped: it reads only what it had left
+    summaries = backfill_until_done(workspace, max_pages=10)
+    assert sum(s.logs_fetched for s in summaries) <= old_backfill["expected"] - 246 + 10
+    ids = workspace.ids()
+    assert len(ids) == len(set(ids)) == len(stored_ids(api))
+    assert workspace.query("SELECT COUNT(*) FROM ai_gateway.aig_logs WHERE gateway_id IS NULL") == [
+        (0,)
+    ]
+
+
+def test_single_gateway_state_with_a_list_of_gateways_says_how_to_carry_it_over(
+    workspace: Workspace,
+) -> None:
+    restore_previous_version(workspace, SINGLE_GATEWAY_FIXTURE)
+    workspace.api.add_gateway("second")
+
+    with pytest.raises(Exception) as failure:
+        workspace.run(gateway_id="*")
+
+    message = describe_failure(failure.value)
+    assert "SOURCES__AIG_SOURCE__GATEWAY_ID" in message and "one gateway" in message
+    assert "\n" not in message
+    assert workspace.query("SELECT COUNT(*) FROM ai_gateway.aig_logs") == [(715,)]

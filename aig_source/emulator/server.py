@@ -228,7 +228,13 @@ class LogsApiEmulator:
         self._seed = seed
         self._lock = threading.Lock()
         self._buckets: Dict[str, _TokenBucket] = {}
-        self._gateways: Dict[str, Gateway] = {}
+        self._accounts: Dict[str, Dict[str, Gateway]] = {account_id: {}}
+        self._gateways = self._accounts[account_id]
+        """The default account's gateways."""
+        self.token_accounts: Dict[str, Set[str]] = {}
+        """Accounts a token is limited to; a token not listed may read every account."""
+        self.failing_gateways: Dict[Tuple[str, str], int] = {}
+        """Gateways whose every request answers this status, by (account, gateway)."""
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
         self._live_stop = threading.Event()
@@ -279,6 +285,13 @@ class LogsApiEmulator:
 
     # --- gateways, tokens and logs -----------------------------------------------------------
 
+    def add_account(self, account_id: str) -> None:
+        """Another account on the same server, with no gateway yet."""
+        self._accounts.setdefault(account_id, {})
+
+    def _account(self, account_id: Optional[str]) -> Dict[str, Gateway]:
+        return self._accounts[account_id or self.account_id]
+
     def add_gateway(
         self,
         gateway_id: str,
@@ -286,6 +299,7 @@ class LogsApiEmulator:
         capacity: Optional[int] = None,
         strategy: str = "DELETE_OLDEST",
         collect_logs: bool = True,
+        account_id: Optional[str] = None,
     ) -> Gateway:
         if strategy not in LOG_MANAGEMENT_STRATEGIES:
             raise ValueError(f"strategy must be one of {LOG_MANAGEMENT_STRATEGIES}")
@@ -293,26 +307,52 @@ class LogsApiEmulator:
         gateway = Gateway(
             id=gateway_id, store=store, collect_logs=collect_logs, created_at_ms=self.now_ms()
         )
-        self._gateways[gateway_id] = gateway
+        with self._lock:
+            self._account(account_id)[gateway_id] = gateway
         return gateway
 
-    def gateway(self, gateway_id: Optional[str] = None) -> Gateway:
-        return self._gateways[gateway_id or self.default_gateway_id]
+    def gateway(
+        self, gateway_id: Optional[str] = None, account_id: Optional[str] = None
+    ) -> Gateway:
+        return self._account(account_id)[gateway_id or self.default_gateway_id]
 
-    def remove_gateway(self, gateway_id: str) -> None:
+    def remove_gateway(self, gateway_id: str, account_id: Optional[str] = None) -> None:
         """Deletes a gateway: it leaves the list, and its routes answer 404 (code 7002)."""
-        del self._gateways[gateway_id]
+        with self._lock:
+            del self._account(account_id)[gateway_id]
+
+    def fail_gateway(
+        self, gateway_id: str, status: int = 500, account_id: Optional[str] = None
+    ) -> None:
+        """Every request of one gateway answers `status` (500s, or 403 for a gateway the token
+        may not read) until `heal_gateway`; the account's other gateways answer as usual."""
+        self.failing_gateways[(account_id or self.account_id, gateway_id)] = status
+
+    def heal_gateway(self, gateway_id: str, account_id: Optional[str] = None) -> None:
+        self.failing_gateways.pop((account_id or self.account_id, gateway_id), None)
 
     def add_token(
-        self, token: str, scopes: Iterable[str] = ("read",), account_owned: bool = False
+        self,
+        token: str,
+        scopes: Iterable[str] = ("read",),
+        account_owned: bool = False,
+        accounts: Optional[Iterable[str]] = None,
     ) -> None:
-        """A token that may call the API; an account-owned one verifies only under its account."""
+        """A token that may call the API; an account-owned one verifies only under its account;
+        one given `accounts` may read only those."""
         self.tokens[token] = set(scopes)
         if account_owned:
             self.account_owned_tokens.add(token)
+        if accounts is not None:
+            self.token_accounts[token] = set(accounts)
 
-    def add_logs(self, logs: Sequence[StoredLog], gateway_id: Optional[str] = None) -> int:
-        return self.gateway(gateway_id).store.add(logs)
+    def add_logs(
+        self,
+        logs: Sequence[StoredLog],
+        gateway_id: Optional[str] = None,
+        account_id: Optional[str] = None,
+    ) -> int:
+        return self.gateway(gateway_id, account_id).store.add(logs)
 
     def make_log(
         self,
@@ -336,6 +376,7 @@ class LogsApiEmulator:
         tie_group_size: int = 0,
         gateway_id: Optional[str] = None,
         profile: Optional[TrafficProfile] = None,
+        account_id: Optional[str] = None,
     ) -> List[StoredLog]:
         """Adds `count` seeded synthetic rows spread over the `hours` before `end_ms` (now)."""
         end = self.now_ms() if end_ms is None else end_ms
@@ -350,7 +391,7 @@ class LogsApiEmulator:
             max_visibility_delay_ms=max_visibility_delay_ms,
             tie_group_size=tie_group_size,
         )
-        self.add_logs(logs, gateway_id)
+        self.add_logs(logs, gateway_id, account_id)
         return logs
 
     def start_live_traffic(self, logs_per_second: float, max_visibility_delay_ms: int = 0) -> None:
@@ -496,26 +537,38 @@ class LogsApiEmulator:
                     raise ApiError(401, 1000, "Invalid API Token")
                 return 200, self._ok({"id": "emulated-token", "status": "active"})
             if name == "account_token_verify":
-                if token not in self.account_owned_tokens or params["account"] != self.account_id:
+                own_accounts = self.token_accounts.get(token, {self.account_id})
+                if token not in self.account_owned_tokens or params["account"] not in own_accounts:
                     raise ApiError(401, 1000, "Invalid API Token")
                 return 200, self._ok({"id": "emulated-account-token", "status": "active"})
-            if params["account"] != self.account_id:
+            account = self._accounts.get(params["account"])
+            allowed = self.token_accounts.get(token)
+            if account is not None and allowed is not None and params["account"] not in allowed:
+                raise ApiError(403, 10000, "Authentication error")
+            if account is None:
                 raise ApiError(
                     404,
                     7003,
                     f"Could not route to /accounts/{params['account']}, perhaps your object"
                     " identifier is invalid?",
                 )
-            gateway = self._find_gateway(params["gateway"]) if "gateway" in params else None
+            gateway = (
+                self._find_gateway(account, params["gateway"]) if "gateway" in params else None
+            )
+            failing = self.failing_gateways.get((params["account"], params.get("gateway", "")))
+            if gateway is not None and failing is not None:
+                if failing in (401, 403):
+                    raise ApiError(failing, 10000, "Authentication error")
+                raise ApiError(failing, 7000, "Internal Error")
             write = method in ("DELETE", "PATCH")
             if ("write" if write else "read") not in self.tokens[token]:
                 raise ApiError(403, 10000, "Authentication error")
             if gateway is None:
                 if method != "GET":
                     raise ApiError(405, 7001, f"Method {method} not allowed")
-                return 200, self._list_gateways(query)
+                return 200, self._list_gateways(account, params["account"], query)
             if name == "gateway" and method == "GET":
-                return 200, self._ok(gateway.as_result(self.account_id))
+                return 200, self._ok(gateway.as_result(params["account"]))
             if name == "logs" and method == "GET":
                 return 200, self._list(gateway, query)
             if name == "logs" and method == "DELETE":
@@ -533,10 +586,10 @@ class LogsApiEmulator:
             raise ApiError(405, 7001, f"Method {method} not allowed")
         raise ApiError(404, 7000, "No route for that URI")
 
-    def _find_gateway(self, gateway_id: str) -> Gateway:
+    def _find_gateway(self, account: Dict[str, Gateway], gateway_id: str) -> Gateway:
         if not GATEWAY_ID_PATTERN.match(gateway_id) or len(gateway_id) > 64:
             raise ApiError(400, 7001, "Invalid gateway_id", path=["path", "gateway_id"])
-        gateway = self._gateways.get(gateway_id)
+        gateway = account.get(gateway_id)
         if gateway is None:
             raise ApiError(404, 7002, "Not Found")
         return gateway
@@ -581,7 +634,9 @@ class LogsApiEmulator:
             "result_info": result_info,
         }
 
-    def _list_gateways(self, query: Dict[str, List[str]]) -> Dict[str, Any]:
+    def _list_gateways(
+        self, account: Dict[str, Gateway], account_id: str, query: Dict[str, List[str]]
+    ) -> Dict[str, Any]:
         """The account's gateways, oldest first (the real order is not documented), paged."""
         page = _int_param(query, "page", 1, minimum=1)
         per_page = _int_param(query, "per_page", 20, minimum=1, maximum=100)
@@ -591,14 +646,14 @@ class LogsApiEmulator:
             name = sorted(unknown)[0]
             raise ApiError(400, 7001, f"Unrecognized key: '{name}'", path=["query", name])
         gateways = sorted(
-            (g for g in list(self._gateways.values()) if search in g.id),
+            (g for g in list(account.values()) if search in g.id),
             key=lambda g: (g.created_at_ms, g.id),
         )
         start = (page - 1) * per_page
         listed = gateways[start : start + per_page]
         return {
             "success": True,
-            "result": [gateway.as_result(self.account_id) for gateway in listed],
+            "result": [gateway.as_result(account_id) for gateway in listed],
             "result_info": {
                 "page": page,
                 "per_page": per_page,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
 import dlt
@@ -28,41 +28,78 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class BackfillSummary(JobSummary):
-    """What one backfill run (one or more chunks) did and how far the history is."""
+    """What one backfill run (one or more chunks) did and how far each gateway's history is."""
 
-    state: Dict[str, Any] = field(default_factory=dict)
     page_budget: int = 0
     per_page: int = 0
-    page_budget_reached: bool = False
     time_budget_reached: bool = False
 
     job = "backfill"
 
     def problem(self) -> Optional[str]:
-        note = self.progress.last_run.get("incomplete_millisecond")
-        return incomplete_millisecond_problem(note, "backfill") if note else None
+        lines = self.failure_lines()
+        for gateway_id in sorted(self.gateways):
+            note = self.progress(gateway_id).last_run.get("incomplete_millisecond")
+            if note:
+                text = incomplete_millisecond_problem(note, "backfill")
+                lines.append(f"gateway {gateway_id}: {text}" if self.fleet else text)
+        return "\n".join(lines) or None
+
+    def progress(self, gateway_id: str) -> BackfillProgress:
+        return BackfillProgress(self.gateways.get(gateway_id, {}))
 
     @property
-    def progress(self) -> BackfillProgress:
-        return BackfillProgress(self.state)
-
-    @property
-    def last_run(self) -> Dict[str, Any]:
-        return self.progress.last_run
+    def state(self) -> Dict[str, Any]:
+        """The progress of the only gateway read (empty when several or none were)."""
+        if len(self.gateways) != 1:
+            return {}
+        return next(iter(self.gateways.values()))
 
     @property
     def done(self) -> bool:
-        return self.progress.done
+        """Every gateway read has walked its whole history."""
+        return bool(self.gateways) and all(self.progress(g).done for g in self.gateways)
 
     @property
     def logs_gone(self) -> int:
-        return self.progress.gone
+        return sum(self.progress(g).gone for g in self.gateways)
+
+    def page_budget_reached(self, gateway_id: str) -> bool:
+        last_run = self.progress(gateway_id).last_run
+        return bool(last_run.get("page_budget_reached")) and not self.progress(gateway_id).done
+
+    def describe(self, gateway_id: str) -> str:
+        """Where one gateway's walk stands, compactly."""
+        progress = self.progress(gateway_id)
+        if progress.done:
+            return "done"
+        oldest, start = progress.oldest_loaded_ms, progress.start_ms
+        text = "not started"
+        if oldest is not None and start is not None:
+            text = f"reached {format_ms(oldest)}"
+        remaining = progress.last_run.get("logs_remaining_estimate")
+        if remaining is not None:
+            text += f", about {remaining:,} left"
+        if self.time_budget_reached:
+            text += " (time budget reached)"
+        elif self.page_budget_reached(gateway_id):
+            text += " (page budget reached)"
+        return text
 
     def line(self) -> str:
-        progress, last_run = self.progress, self.last_run
         text = self.counts_text()
         if self.rate_limited:
             text += f" ({self.rate_limited} answered 429)"
+        if self.fleet or not self.gateways:
+            text += "; " + (self.gateway_parts(self.describe) if self.fleet else "no gateway read")
+            if self.logs_gone:
+                text += (
+                    f"; {self.logs_gone:,} older logs were gone before the backfill reached them"
+                )
+            return text + "."
+        gateway_id = next(iter(self.gateways))
+        progress = self.progress(gateway_id)
+        last_run = progress.last_run
         oldest, start = progress.oldest_loaded_ms, progress.start_ms
         if oldest is not None and start is not None:
             back = format_duration((start - oldest) / 1000)
@@ -85,7 +122,7 @@ class BackfillSummary(JobSummary):
                 text += f", about {format_duration(eta)} at {requests} requests per {window:g} s"
             if self.time_budget_reached:
                 text += "; time budget reached, the next run continues"
-            elif self.page_budget_reached:
+            elif self.page_budget_reached(gateway_id):
                 text += f"; page budget of {self.page_budget} reached, the next run continues"
         if self.logs_gone:
             text += (
@@ -103,15 +140,17 @@ def run_backfill(
     reset: bool = False,
     **source_args: Any,
 ) -> BackfillSummary:
-    """Runs the backfill within its page and time budgets and summarises it; raises on any
-    failure (what earlier chunks loaded stays loaded).
+    """Runs the backfill of every selected gateway within its page and time budgets and
+    summarises it; raises on a failure of the run as a whole (what earlier chunks loaded stays
+    loaded; a gateway's own failure is in the summary's `problem`).
 
-    The budget is spent in loads of at most `BACKFILL_CHUNK_PAGES` pages, each committing its
-    data and progress, so memory stays flat however long the run, and a kill loses one chunk.
+    The budget, per gateway, is spent in loads of at most `BACKFILL_CHUNK_PAGES` pages per
+    gateway, each committing its data and progress, so memory stays flat however long the run,
+    and a kill loses one chunk. Later chunks read only the gateways the previous one cut.
 
     Args:
         pipeline: The `aig_logs` pipeline (`runner.make_pipeline`).
-        max_pages: Page budget of this run (default: `backfill_max_pages`).
+        max_pages: Page budget of this run, per gateway (default: `backfill_max_pages`).
         since: Go no further back than this ISO date or timestamp (`backfill_since`).
         max_minutes: Time budget of this run.
         reset: Forget the backfill's progress first (`reset_backfill`).
@@ -128,25 +167,32 @@ def run_backfill(
     if reset:
         reset_backfill(pipeline)
     rows = rows_before_run(pipeline)
-    totals = BackfillSummary(page_budget=budget, per_page=settings.per_page)
+    totals = BackfillSummary(
+        pipeline_name=pipeline.pipeline_name, page_budget=budget, per_page=settings.per_page
+    )
+    spent = 0
     while True:
-        source_args["backfill_max_pages"] = max(1, min(BACKFILL_CHUNK_PAGES, budget - totals.pages))
+        chunk = max(1, min(BACKFILL_CHUNK_PAGES, budget - spent))
+        source_args["backfill_max_pages"] = chunk
         if deadline is not None:
             source_args["backfill_max_seconds"] = max(0.001, deadline - time.monotonic())
         source = aig_source(**source_args).with_resources(BACKFILL_RESOURCE)
         loaded = run_resource(pipeline, source, BACKFILL_RESOURCE, rows)
         rows = loaded.rows_after
-        last_run = loaded.state.get(LAST_RUN, {})
-        totals.add(last_run, loaded)
-        totals.state = loaded.state
-        out_of_time = deadline is not None and time.monotonic() >= deadline
-        if totals.done or not last_run.get("page_budget_reached") or out_of_time:
+        totals.add(loaded)
+        spent += chunk
+        read = [
+            g for g in loaded.state.get(LAST_RUN, {}).get("gateways", ()) if g in totals.gateways
+        ]
+        cut = [g for g in read if totals.page_budget_reached(g)]
+        timed_out = any(totals.progress(g).last_run.get("time_budget_reached") for g in read)
+        out_of_time = timed_out or (deadline is not None and time.monotonic() >= deadline)
+        if not cut or out_of_time or spent >= budget:
             break
-        if totals.pages >= budget:
-            break
+        # the next chunk reads only the gateways this one cut; the others are done or caught up
+        source_args["gateway_id"] = cut
         logger.info("backfill: %s", totals.line())
-    totals.time_budget_reached = bool(last_run.get("time_budget_reached")) or out_of_time
-    totals.page_budget_reached = not totals.done and not totals.time_budget_reached
+    totals.time_budget_reached = out_of_time and not totals.done
     return totals
 
 
