@@ -9,6 +9,7 @@ from typing import Any, Callable, ClassVar, Dict, Iterator, List, Optional, Prot
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.destination import Destination
 from dlt.common.pipeline import LoadInfo
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.extract import DltSource
@@ -35,13 +36,19 @@ logger = logging.getLogger(__name__)
 
 
 def make_pipeline(
-    pipeline_name: str = PIPELINE_NAME,
+    pipeline_name: Optional[str] = None,
     destination: Optional[Any] = None,
     pipelines_dir: Optional[str] = None,
     dataset_name: Optional[str] = None,
 ) -> dlt.Pipeline:
-    """The `aig_logs` pipeline into the dataset named by `dataset_name` (config `dataset_name`,
-    env `DATASET_NAME`; `ai_gateway` when unset).
+    """The pipeline named by `pipeline_name` (config `pipeline_name`, env `PIPELINE_NAME`;
+    `aig_logs` when unset) into the dataset named by `dataset_name` (config `dataset_name`, env
+    `DATASET_NAME`; `ai_gateway` when unset).
+
+    One pipeline reads one Cloudflare account. Several accounts load into one dataset and table
+    through one pipeline each (`aig_logs_acme`, `aig_logs_globex`): dlt keeps each pipeline's
+    state apart, and each gets its own staging dataset (`<dataset>_staging_<pipeline>`), so runs
+    of different accounts may overlap without touching each other's state or staged rows.
 
     With no explicit destination, dlt's own `destination_type` setting chooses it
     (`destination_type` in `.dlt/config.toml`, `DESTINATION_TYPE`): a destination reference such as
@@ -49,6 +56,7 @@ def make_pipeline(
     reads only the target rows the batch's `created_at` range can hold; dlt's short names
     `bigquery` and `duckdb` stand for these. DuckDB when unset.
     """
+    pipeline_name = pipeline_name or dlt.config.get("pipeline_name", str) or PIPELINE_NAME
     dataset_name = dataset_name or dlt.config.get("dataset_name", str) or DATASET_NAME
     options: Dict[str, Any] = {"pipeline_name": pipeline_name, "dataset_name": dataset_name}
     if pipelines_dir is not None:
@@ -56,6 +64,10 @@ def make_pipeline(
     if destination is None:
         configured = dlt.config.get("destination_type", str) or DEFAULT_DESTINATION
         destination = destination_reference(configured)
+        if pipeline_name != PIPELINE_NAME:
+            destination = Destination.from_reference(
+                destination, staging_dataset_name_layout=f"%s_staging_{pipeline_name}"
+            )
     pipeline: dlt.Pipeline = dlt.pipeline(destination=destination, **options)
     return pipeline
 
@@ -126,14 +138,18 @@ class JobSummary:
             and gateway_id not in outcome.get(FAILED, {})
             and gateway_id not in outcome.get(GONE, ())
         }
+        fetched = 0
         for progress in read.values():
             last_run = progress.get(LAST_RUN, {})
-            self.logs_fetched += int(last_run.get("logs_fetched", 0))
+            fetched += int(last_run.get("logs_fetched", 0))
             self.pages += int(last_run.get("pages", 0))
+        self.logs_fetched += fetched
         self.gateways.update(read)
         self.failed.update(outcome.get(FAILED, {}))
         self.gone = sorted(set(self.gone) | set(outcome.get(GONE, ())))
-        self.logs_new += loaded.new_rows
+        # the table's growth; another account's pipeline loading into it at the same moment
+        # can add to it, so it counts no more than this load fetched
+        self.logs_new += min(loaded.new_rows, fetched)
         self.api_requests += int(outcome.get("api_requests", 0))
         self.rate_limited += int(outcome.get("rate_limited", 0))
         self.load_info = loaded.info

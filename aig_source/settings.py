@@ -55,6 +55,9 @@ reads the millisecond again, so nothing is lost either way."""
 DEFAULT_DESTINATION = "aig_source.destinations.duckdb"
 """dlt destination reference used when `destination_type` is unset (see `destinations`)."""
 
+DUCKDB_LOCK_WAIT_SECONDS = 300.0
+"""How long a load waits for a DuckDB file another process (another account's pipeline) holds."""
+
 PIPELINE_NAME = "aig_logs"
 DATASET_NAME = "ai_gateway"
 TABLE_NAME = "aig_logs"

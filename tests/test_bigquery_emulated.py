@@ -148,3 +148,61 @@ def test_missing_project_fails_with_one_line_naming_the_setting(workspace: Works
     assert "DESTINATION__BIGQUERY__PROJECT_ID" in lines[-1]
     output = result.stdout + result.stderr
     assert "adc-refresh-token-91ab" not in output and "adc-client-secret-7f3c" not in output
+
+
+def test_two_gateways_into_bigquery_carry_their_ids_and_merge_bounded(
+    workspace: Workspace, bigquery: EmulatedBigQuery, tmp_path: Path
+) -> None:
+    api = workspace.api
+    api.add_gateway("app-b")
+    api.generate(90, hours=0.5)
+    api.generate(60, hours=0.5, gateway_id="app-b")
+    pipeline = bigquery.pipeline(tmp_path)
+
+    first = run_forward(pipeline, **workspace.source_args(gateway_id="*"))
+
+    assert first.logs_new == 150 and set(first.gateways) == {"demo-gateway", "app-b"}
+    per_gateway = query(
+        pipeline,
+        "SELECT gateway_id, account_id, COUNT(*) AS n FROM {table} GROUP BY 1, 2 ORDER BY 1",
+    )
+    assert [tuple(row) for row in per_gateway] == [
+        ("app-b", workspace.source_args()["account_id"], 60),
+        ("demo-gateway", workspace.source_args()["account_id"], 90),
+    ]
+    newest = max(log.created_at_ms for log in api.gateway("app-b").store.snapshot())
+    api.generate(20, start_ms=newest + 1, end_ms=api.now_ms() + 1, gateway_id="app-b")
+
+    second = run_forward(pipeline, **workspace.source_args(gateway_id="*"))
+
+    assert second.logs_new == 20 and counts(pipeline) == (170, 170)
+    delete = next(s for s in merge_statements(pipeline) if s.startswith("DELETE"))
+    assert "d.`created_at` BETWEEN TIMESTAMP '" in delete
+
+
+def test_rows_of_an_older_version_are_filled_in_bigquery_by_one_update(
+    workspace: Workspace, bigquery: EmulatedBigQuery, tmp_path: Path
+) -> None:
+    from aig_source.state import ROWS_TO_FILL
+
+    api = workspace.api
+    api.generate(50, hours=0.5)
+    pipeline = bigquery.pipeline(tmp_path)
+    run_forward(pipeline, **workspace.source_args())
+    # what a table of the single-gateway version looks like once dlt added the two columns
+    with pipeline.sql_client() as client:
+        table = client.make_qualified_table_name("aig_logs")
+        client.execute_sql(f"UPDATE {table} SET gateway_id = NULL, account_id = NULL WHERE TRUE")
+    with pipeline.managed_state(extract_state=True) as state:
+        state["sources"]["aig_source"][ROWS_TO_FILL] = {
+            "gateway_id": "demo-gateway",
+            "account_id": workspace.source_args()["account_id"],
+        }
+    pipeline.normalize()
+    pipeline.load()
+
+    run_forward(pipeline, **workspace.source_args())
+
+    filled = query(pipeline, "SELECT gateway_id, COUNT(*) AS n FROM {table} GROUP BY 1")
+    assert [tuple(row) for row in filled] == [("demo-gateway", 50)]
+    assert ROWS_TO_FILL not in pipeline.state["sources"]["aig_source"]

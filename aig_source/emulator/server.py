@@ -223,6 +223,9 @@ class LogsApiEmulator:
         """How logs of one millisecond are ordered among themselves (see `TIE_ORDERS`)."""
         self.faults = Faults()
         self.requests: List[ServedRequest] = []
+        self.max_in_flight = 0
+        """The most requests it was answering at one moment (how concurrent its clients were)."""
+        self._in_flight = 0
         self.clock_offset_ms = 0
         self._rng = random.Random(seed)
         self._seed = seed
@@ -429,6 +432,9 @@ class LogsApiEmulator:
         split = urlsplit(raw_path)
         query = parse_qs(split.query, keep_blank_values=True)
         extra_headers: Dict[str, str] = {}
+        with self._lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
         try:
             token = self._authenticate(headers)
             extra_headers = self._apply_rate_limit(token)
@@ -444,6 +450,7 @@ class LogsApiEmulator:
             status, encoded = error.status, json.dumps(error.body()).encode()
             extra_headers.update(error.headers)
         with self._lock:
+            self._in_flight -= 1
             self.requests.append(ServedRequest(method, split.path, query, status, time.time()))
         return status, extra_headers, encoded
 
