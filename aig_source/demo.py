@@ -18,6 +18,7 @@ from .emulator import (
 from .jobs.backfill import run_backfill
 from .jobs.forward import run_forward
 from .runner import make_pipeline
+from .settings import ALL_GATEWAYS
 
 DEMO_PIPELINE_NAME = "aig_logs_demo"
 DEMO_DATABASE = "aig_logs_demo.duckdb"
@@ -29,35 +30,53 @@ DEMO_RATE_LIMIT = RateLimit(requests=60, window_seconds=5, block_seconds=30)
 """The emulator's limit in the backfill demo: Cloudflare's 1,200 per 300 s, scaled down 20x in
 time so the demo takes seconds; the pipeline paces itself at 50 per 5 s beneath it."""
 DEMO_PACING = {"rate_limit_requests": 50, "rate_limit_window_seconds": 5.0}
+DEMO_GATEWAYS = {DEFAULT_GATEWAY_ID: 1.0, "support-bot": 0.4, "search-api": 0.15}
+"""The demo account's gateways (`gateway_id = "*"` reads them all), each with its share of the
+traffic."""
 
-REPORT_SQL = """
-SELECT provider, model,
-       COUNT(*) AS requests,
+REPORT_MEASURES = """COUNT(*) AS requests,
        SUM(COALESCE(tokens_in, 0) + COALESCE(tokens_out, 0)) AS tokens,
        ROUND(SUM(cost), 4) AS cost_usd,
        ROUND(AVG(duration)) AS avg_ms,
        ROUND(100.0 * AVG(CASE WHEN cached THEN 1 ELSE 0 END), 1) AS cache_pct,
-       ROUND(100.0 * AVG(CASE WHEN success THEN 0 ELSE 1 END), 1) AS error_pct
-FROM {table}
-GROUP BY provider, model
-ORDER BY cost_usd DESC
-"""
+       ROUND(100.0 * AVG(CASE WHEN success THEN 0 ELSE 1 END), 1) AS error_pct"""
+REPORT_HEADERS = ["requests", "tokens", "cost_usd", "avg_ms", "cache%", "error%"]
+REPORTS = {
+    "per gateway": (["gateway"], "gateway_id"),
+    "per model, all gateways": (["provider", "model"], "provider, model"),
+}
+"""Each report of the demo: its key columns' headers and the SQL that groups by them."""
 
 
 def demo_emulator(history_days: float = 0, seed: int = 7) -> LogsApiEmulator:
-    """An emulator holding an hour of realistic traffic, with late rows and a burst of ties,
-    plus `history_days` of older traffic for the backfill."""
+    """An emulator of an account with three gateways of different volumes, each holding an hour
+    of realistic traffic with late rows, the busiest a burst of ties, plus `history_days` of
+    older traffic for the backfill."""
     emulator = LogsApiEmulator(seed=seed)
     settled = emulator.now_ms() - 2000  # all visible by the time the demo reads them
-    emulator.generate(DEMO_RECENT_LOGS, hours=0.95, end_ms=settled, max_visibility_delay_ms=1500)
-    emulator.generate(120, hours=0.01, end_ms=settled, tie_group_size=60)
-    if history_days:
+    for gateway_id, share in DEMO_GATEWAYS.items():
+        if gateway_id != DEFAULT_GATEWAY_ID:
+            emulator.add_gateway(gateway_id)
         emulator.generate(
-            DEMO_HISTORY_LOGS,
-            start_ms=settled - int(history_days * 86_400_000),
-            end_ms=settled - 3_600_000,
+            round(DEMO_RECENT_LOGS * share),
+            hours=0.95,
+            end_ms=settled,
+            max_visibility_delay_ms=1500,
+            gateway_id=gateway_id,
         )
+        if history_days:
+            emulator.generate(
+                round(DEMO_HISTORY_LOGS * share),
+                start_ms=settled - int(history_days * 86_400_000),
+                end_ms=settled - 3_600_000,
+                gateway_id=gateway_id,
+            )
+    emulator.generate(120, hours=0.01, end_ms=settled, tie_group_size=60)
     return emulator
+
+
+def _held(emulator: LogsApiEmulator) -> int:
+    return sum(len(emulator.gateway(gateway_id).store) for gateway_id in DEMO_GATEWAYS)
 
 
 def _demo_pipeline(database: str, pipelines_dir: Optional[str]) -> dlt.Pipeline:
@@ -72,7 +91,7 @@ def _source_args(emulator: LogsApiEmulator) -> Dict[str, Any]:
     return {
         "api_base_url": emulator.base_url,
         "account_id": DEFAULT_ACCOUNT_ID,
-        "gateway_id": DEFAULT_GATEWAY_ID,
+        "gateway_id": ALL_GATEWAYS,
         "api_token": DEFAULT_TOKEN,
     }
 
@@ -98,8 +117,10 @@ def run_demo(
 ) -> None:
     """Runs forward until caught up (a few runs, as a schedule would), then prints a report."""
     with demo_emulator() as emulator:
-        held = len(emulator.gateway().store)
-        print_line(f"demo: Logs API emulator on {emulator.base_url}, {held:,} logs")
+        print_line(
+            f"demo: Logs API emulator on {emulator.base_url}, {_held(emulator):,} logs in"
+            f" {len(DEMO_GATEWAYS)} gateways ({', '.join(DEMO_GATEWAYS)}), read with gateway_id '*'"
+        )
         pipeline = _demo_pipeline(database, pipelines_dir)
         source_args = {**_source_args(emulator), **DEMO_PACING}
         _forward_until_caught_up(pipeline, print_line, max_pages, source_args)
@@ -116,9 +137,9 @@ def run_backfill_demo(
     rate limit, until done; then prints a report."""
     with demo_emulator(history_days=DEMO_HISTORY_DAYS) as emulator:
         emulator.rate_limit = DEMO_RATE_LIMIT
-        held = len(emulator.gateway().store)
         print_line(
-            f"demo: Logs API emulator on {emulator.base_url}, {held:,} logs over"
+            f"demo: Logs API emulator on {emulator.base_url}, {_held(emulator):,} logs in"
+            f" {len(DEMO_GATEWAYS)} gateways over"
             f" {DEMO_HISTORY_DAYS} days; rate limit {DEMO_RATE_LIMIT.requests} requests per"
             f" {DEMO_RATE_LIMIT.window_seconds:g} s"
         )
@@ -137,13 +158,21 @@ def report(pipeline: dlt.Pipeline, database: str, print_line: Callable[[str], No
     print_line(f"demo: what landed in {database} (dataset ai_gateway, table aig_logs):")
     with pipeline.sql_client() as client:
         table = client.make_qualified_table_name("aig_logs")
-        report_rows = client.execute_sql(REPORT_SQL.format(table=table)) or []
+        tables = {
+            title: client.execute_sql(
+                f"SELECT {keys}, {REPORT_MEASURES} FROM {table} GROUP BY {keys}"
+                " ORDER BY cost_usd DESC"
+            )
+            or []
+            for title, (_, keys) in REPORTS.items()
+        }
         totals = client.execute_sql(
             f"SELECT COUNT(*), COUNT(DISTINCT id), MIN(created_at), MAX(created_at) FROM {table}"
         )
-    headers = ["provider", "model", "requests", "tokens", "cost_usd", "avg_ms", "cache%", "error%"]
-    for line in format_table(headers, report_rows):
-        print_line(line)
+    for title, rows in tables.items():
+        print_line(f"demo: {title}")
+        for line in format_table(REPORTS[title][0] + REPORT_HEADERS, rows):
+            print_line(line)
     count, distinct, oldest, newest = (totals or [(0, 0, None, None)])[0]
     print_line(
         f"demo: {count:,} rows, {distinct:,} distinct ids, from {oldest} to {newest}."

@@ -34,6 +34,8 @@ Items = List[Dict[str, Any]]
 ReadGateway = Callable[[LogsApiClient, state.State, int], Iterator[Items]]
 """Reads one gateway: its client, its private progress and its origin; yields pages of items."""
 
+GATEWAY_THREAD_PREFIX = "aig-gateway:"
+"""Threads reading a gateway are named after it."""
 FAILED = "failed"
 GONE = "gone"
 
@@ -91,6 +93,8 @@ class FleetRead:
             raise _Stopped()
 
         def work(gateway_id: str) -> None:
+            # log lines of this read name its gateway (`runner.configure_logging`)
+            threading.current_thread().name = f"{GATEWAY_THREAD_PREFIX}{gateway_id}"
             client = self.clients[gateway_id]
             private = copy.deepcopy(self.progress.get(gateway_id, {}))
             try:

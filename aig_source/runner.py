@@ -19,7 +19,7 @@ from .client import SECRET_SETTINGS, AigSourceError, config_hint
 from .config import resolve_logging_configuration
 from .destinations import destination_reference
 from .destinations.errors import describe_destination_error
-from .fleet import FAILED, GONE, failure_lines
+from .fleet import FAILED, GATEWAY_THREAD_PREFIX, GONE, failure_lines
 from .settings import (
     DATASET_NAME,
     DEFAULT_DESTINATION,
@@ -72,6 +72,16 @@ def make_pipeline(
     return pipeline
 
 
+class GatewayFormatter(logging.Formatter):
+    """Prefixes a log line written while reading one gateway with `gateway <id>:`."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        thread = record.threadName or ""
+        if thread.startswith(GATEWAY_THREAD_PREFIX):
+            record.message = f"gateway {thread[len(GATEWAY_THREAD_PREFIX) :]}: {record.message}"
+        return super().formatMessage(record)
+
+
 def configure_logging() -> None:
     """The pipeline's log lines on stderr at `log_level` (`[sources.aig_source]`, env
     `SOURCES__AIG_SOURCE__LOG_LEVEL`; the old Worker's LOG_LEVEL); the summary goes to stdout."""
@@ -79,7 +89,7 @@ def configure_logging() -> None:
     package_logger = logging.getLogger("aig_source")
     if not any(getattr(h, "aig_logs", False) for h in package_logger.handlers):
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        handler.setFormatter(GatewayFormatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
         handler.aig_logs = True  # type: ignore[attr-defined]
         package_logger.addHandler(handler)
     package_logger.setLevel(level)

@@ -219,10 +219,14 @@ def test_demo_runs_without_cloudflare_config(tmp_path: Path) -> None:
 
     for result in (first, second):
         assert result.returncode == 0, result.stderr
-        assert "caught up with the gateway's newest log" in result.stdout
-        assert "provider" in result.stdout and "cost_usd" in result.stdout
+        assert "3 gateways (demo-gateway, support-bot, search-api)" in result.stdout
+        assert re.search(
+            "3 gateways: demo-gateway caught up; search-api caught up; support-bot caught up",
+            result.stdout,
+        )
+        assert "demo: per gateway" in result.stdout and "cost_usd" in result.stdout
         # a second demo starts over rather than mixing two emulated histories
-        assert re.search(r"demo: 1,6\d\d rows, 1,6\d\d distinct ids", result.stdout)
+        assert re.search(r"demo: 2,4\d\d rows, 2,4\d\d distinct ids", result.stdout)
         loaded = re.search(r"demo: ([\d,]+) rows, ([\d,]+) distinct ids", result.stdout)
         assert loaded and loaded.group(1) == loaded.group(2)
     assert (tmp_path / "aig_logs_demo.duckdb").exists()
