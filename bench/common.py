@@ -44,6 +44,8 @@ class ChildRun:
     stderr: str
     seconds: float
     peak_rss_mib: float
+    cpu_seconds: float
+    """User plus system CPU time of the pipeline process."""
 
 
 def run_script(script: str, args: List[str], env: Dict[str, str], cwd: str) -> ChildRun:
@@ -68,4 +70,5 @@ def run_script(script: str, args: List[str], env: Dict[str, str], cwd: str) -> C
         stdout, stderr = out.read(), err.read()
     if process.returncode != 0:
         raise SystemExit(f"{script} failed: {stderr.strip().splitlines()[-1:]}")
-    return ChildRun(stdout, stderr, seconds, usage.ru_maxrss / 1024)
+    cpu = usage.ru_utime + usage.ru_stime
+    return ChildRun(stdout, stderr, seconds, usage.ru_maxrss / 1024, cpu)

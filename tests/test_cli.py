@@ -276,7 +276,9 @@ def test_log_level_from_config_controls_the_pipelines_log_lines(workspace: Works
 
     assert quiet.returncode == 0 and error_lines(quiet) == []
     assert chatty.returncode == 0
-    assert any("INFO lookback:" in line for line in error_lines(chatty)), chatty.stderr
+    assert any(
+        f"INFO gateway {DEFAULT_GATEWAY_ID}: lookback:" in line for line in error_lines(chatty)
+    ), chatty.stderr
 
 
 def test_invalid_log_level_names_the_setting(workspace: Workspace) -> None:

@@ -23,6 +23,7 @@ from .conftest import PROJECT_ROOT
 WORKFLOWS = sorted((PROJECT_ROOT / ".github" / "workflows").glob("*.yml"))
 SCHEDULED = [path for path in WORKFLOWS if path.stem in ("forward", "backfill")]
 DLT_NAMES = {
+    "PIPELINE_NAME",
     "DESTINATION_TYPE",
     "DESTINATION__BIGQUERY__CREDENTIALS",
     "DESTINATION__BIGQUERY__LOCATION",
@@ -51,7 +52,7 @@ def names_the_pipeline_reads() -> Set[str]:
 
 
 def test_workflows_exist() -> None:
-    assert {path.stem for path in WORKFLOWS} == {"forward", "backfill", "check"}
+    assert {path.stem for path in WORKFLOWS} == {"forward", "backfill", "check", "accounts"}
 
 
 def test_actionlint_accepts_the_workflows() -> None:
@@ -102,6 +103,20 @@ def test_every_environment_name_is_one_the_pipeline_reads(path: Path) -> None:
             secret = re.fullmatch(r"\$\{\{ secrets\.(\w+) \}\}", str(value))
             if secret:
                 assert secret.group(1) == name, "each secret is named after its variable"
+
+
+def test_accounts_run_as_one_pipeline_each_never_overlapping_within_an_account() -> None:
+    accounts = load(PROJECT_ROOT / ".github" / "workflows" / "accounts.yml")
+    job = accounts["jobs"]["account"]
+    assert job["strategy"]["matrix"]["account"] and job["strategy"]["fail-fast"] is False
+    assert job["concurrency"]["group"] == "aig-logs-${{ matrix.account }}"
+    assert job["env"]["PIPELINE_NAME"] == "aig_logs_${{ matrix.account }}"
+    for name in ("ACCOUNT_ID", "GATEWAY_ID", "API_TOKEN"):
+        assert f"'CF_{name}_{{0}}', matrix.account" in job["env"][f"{ENV_PREFIX}{name}"]
+    # off until a user lists their accounts: it must not run beside forward.yml by default
+    assert list(accounts["on"]) == ["workflow_dispatch"]
+    run = job["steps"][-1]["run"]
+    assert "backfill.py --max-minutes 10" in run and "forward.py" in run
 
 
 def test_the_source_takes_its_settings_from_the_one_configspec() -> None:

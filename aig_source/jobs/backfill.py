@@ -56,6 +56,11 @@ class BackfillSummary(JobSummary):
         return next(iter(self.gateways.values()))
 
     @property
+    def last_run(self) -> Dict[str, Any]:
+        """The last run of the only gateway read (empty when several or none were)."""
+        return BackfillProgress(self.state).last_run
+
+    @property
     def done(self) -> bool:
         """Every gateway read has walked its whole history."""
         return bool(self.gateways) and all(self.progress(g).done for g in self.gateways)
@@ -91,7 +96,8 @@ class BackfillSummary(JobSummary):
         if self.rate_limited:
             text += f" ({self.rate_limited} answered 429)"
         if self.fleet or not self.gateways:
-            text += "; " + (self.gateway_parts(self.describe) if self.fleet else "no gateway read")
+            parts = self.gateway_parts(self.describe) if self.fleet or self.gone else ""
+            text += "; " + (parts or "no gateway to read: the account has none yet")
             if self.logs_gone:
                 text += (
                     f"; {self.logs_gone:,} older logs were gone before the backfill reached them"

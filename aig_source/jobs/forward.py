@@ -119,10 +119,10 @@ class ForwardSummary(JobSummary):
 
     def line(self) -> str:
         text = self.counts_text() + "; "
-        if self.fleet:
+        if self.fleet or (not self.gateways and self.gone):
             return text + self.gateway_parts(self.describe) + "."
         if not self.gateways:
-            return text + "no gateway read."
+            return text + "no gateway to read: the account has none yet."
         gateway_id = next(iter(self.gateways))
         cursor = self.cursor_of(gateway_id)
         if cursor is None:
