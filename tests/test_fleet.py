@@ -360,3 +360,18 @@ def test_two_accounts_load_into_one_table_at_the_same_time(workspace: Workspace)
     )
     assert states == [("aig_logs_first",), ("aig_logs_second",)]
     assert "aig_logs_second forward:" in results[1][0]
+
+
+def test_the_freshness_guard_names_the_gateway_that_is_behind(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = workspace.api
+    three_gateways(api)
+    monkeypatch.setenv("SOURCES__AIG_SOURCE__FRESHNESS_THRESHOLD_SECONDS", "600")
+
+    summary = workspace.run(gateway_id="*", max_pages=4)
+
+    lines = (summary.problem() or "").splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"gateway {DEFAULT_GATEWAY_ID}: the forward")
+    assert "FRESHNESS_THRESHOLD_SECONDS" in lines[0]
+    assert rows_by_gateway(workspace)["app-b"] == ids_of(api, "app-b"), "the others loaded"

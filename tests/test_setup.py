@@ -233,3 +233,20 @@ def test_check_accepts_an_account_owned_token(workspace: Workspace) -> None:
         "/client/v4/user/tokens/verify",
         f"/client/v4/accounts/{DEFAULT_ACCOUNT_ID}/tokens/verify",
     ]
+
+
+def test_check_with_every_gateway_lists_them_and_checks_each(workspace: Workspace) -> None:
+    api = workspace.api
+    api.add_gateway("support-bot", collect_logs=False)
+    api.generate(30, hours=2)
+    api.generate(10, hours=2, gateway_id="support-bot")
+
+    code, lines, _ = check(workspace, SOURCES__AIG_SOURCE__GATEWAY_ID="*")
+
+    assert code == 1
+    found = line_about(lines, "Gateways")
+    assert found.startswith("OK") and "all 2 gateways" in found
+    assert "demo-gateway, support-bot" in found
+    assert "30 stored" in line_about(lines, "Account and gateway (demo-gateway)")
+    assert "10 stored" in line_about(lines, "Account and gateway (support-bot)")
+    assert line_about(lines, "Gateway log settings (support-bot)").startswith("FAIL")
