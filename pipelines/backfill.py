@@ -18,7 +18,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         prog="backfill.py",
         description=(
             "Load the history of AI Gateway logs into table aig_logs (pipeline aig_logs, dataset"
-            " ai_gateway), newest first, from the forward pipeline's start back to the gateway's"
+            " ai_gateway), newest first, from the forward pipeline's start back to each gateway's"
             " oldest log. Same configuration as forward.py."
         ),
     )
@@ -27,7 +27,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         type=int,
         default=None,
         metavar="N",
-        help="request budget of this run (default: backfill_max_pages, 40)",
+        help="page budget of this run, per gateway (default: backfill_max_pages, 40)",
     )
     parser.add_argument(
         "--since",

@@ -16,8 +16,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="forward.py",
         description=(
-            "Load new AI Gateway logs into table aig_logs (pipeline aig_logs, dataset"
-            " ai_gateway). Configure with SOURCES__AIG_SOURCE__* environment variables or"
+            "Load new AI Gateway logs of one gateway, several or all of an account's"
+            " (SOURCES__AIG_SOURCE__GATEWAY_ID=*) into table aig_logs (pipeline aig_logs, or"
+            " PIPELINE_NAME for another account; dataset ai_gateway). Configure with"
+            " SOURCES__AIG_SOURCE__* environment variables or"
             " .dlt/config.toml and .dlt/secrets.toml; select BigQuery with"
             " DESTINATION_TYPE=bigquery."
         ),
@@ -33,7 +35,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         type=int,
         default=None,
         metavar="N",
-        help="request budget of this run (default: forward_max_pages, 20)",
+        help="page budget of this run, per gateway (default: forward_max_pages, 20)",
     )
     args = parser.parse_args(argv)
     if args.max_pages is not None and args.max_pages < 1:
