@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any, Dict, Optional
 
 import cloudflare
 import pytest
 import requests
 
+from aig_source.client import LogsApiClient
 from aig_source.emulator import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_GATEWAY_ID,
@@ -381,3 +385,27 @@ def test_a_removed_gateway_leaves_the_list_and_its_routes_answer_404(api: LogsAp
 
     assert [g["id"] for g in listed] == [DEFAULT_GATEWAY_ID]
     assert logs.status_code == 404 and error_code(logs) == 7002
+
+
+EMULATOR_ARGS = ("--gateways", "3", "--logs", "7", "--live", "0")
+
+
+def test_the_command_line_emulator_serves_several_gateways(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aig_source.emulator", *EMULATOR_ARGS],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(5)]
+        base_url = lines[0].split(" on ")[1].split(" ")[0]
+        assert "SOURCES__AIG_SOURCE__GATEWAY_ID='*'" in "".join(lines)
+        client = LogsApiClient(base_url, DEFAULT_ACCOUNT_ID, DEFAULT_GATEWAY_ID, DEFAULT_TOKEN)
+        listed = sorted(gateway["id"] for gateway in client.list_gateways())
+        assert listed == [DEFAULT_GATEWAY_ID, "gateway-2", "gateway-3"]
+        assert client.for_gateway("gateway-3").list_logs([], per_page=1).total_count == 7
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

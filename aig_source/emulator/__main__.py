@@ -18,6 +18,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="port (default: an ephemeral one)")
     parser.add_argument("--account-id", default=DEFAULT_ACCOUNT_ID)
     parser.add_argument("--gateway-id", default=DEFAULT_GATEWAY_ID)
+    parser.add_argument(
+        "--gateways",
+        type=int,
+        default=1,
+        help="gateways in the account: the --gateway-id one, then gateway-2, gateway-3, ...;"
+        " each gets --logs logs (read them all with SOURCES__AIG_SOURCE__GATEWAY_ID='*')",
+    )
     parser.add_argument("--token", default=DEFAULT_TOKEN, help="the API token it accepts")
     parser.add_argument("--logs", type=int, default=1000, help="synthetic logs to preload")
     parser.add_argument("--hours", type=float, default=24.0, help="history they are spread over")
@@ -49,7 +56,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         strategy=args.strategy,
         rate_limit=rate_limit,
     )
-    emulator.generate(args.logs, hours=args.hours)
+    if args.gateways < 1:
+        parser.error("--gateways must be at least 1")
+    gateway_ids = [args.gateway_id] + [f"gateway-{n}" for n in range(2, args.gateways + 1)]
+    for gateway_id in gateway_ids:
+        if gateway_id != args.gateway_id:
+            emulator.add_gateway(gateway_id, capacity=args.capacity, strategy=args.strategy)
+        emulator.generate(args.logs, hours=args.hours, gateway_id=gateway_id)
     # a shell that starts this in the background ignores SIGINT for it; Ctrl-C must still stop it
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -60,7 +73,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("Point the pipeline at it with:")
         print(f"  export SOURCES__AIG_SOURCE__API_BASE_URL={emulator.base_url}")
         print(f"  export SOURCES__AIG_SOURCE__ACCOUNT_ID={args.account_id}")
-        print(f"  export SOURCES__AIG_SOURCE__GATEWAY_ID={args.gateway_id}")
+        selection = args.gateway_id if len(gateway_ids) == 1 else "'*'"
+        print(f"  export SOURCES__AIG_SOURCE__GATEWAY_ID={selection}")
         print("  export SOURCES__AIG_SOURCE__API_TOKEN=<the --token value>", flush=True)
         try:
             while True:
