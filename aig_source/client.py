@@ -293,6 +293,13 @@ class LogsApiClient:
     def _session(self) -> Session:
         """dlt's retrying session (one per thread), with the pacer mounted for this API."""
         session = self._http.session
+        if session.trust_env:
+            # requests reads the proxy and CA settings from the environment on every request,
+            # scanning all of it (a tenth of a fleet run's CPU); they are read once per session
+            settings = session.merge_environment_settings(self.api_base_url, {}, None, None, None)
+            session.proxies.update(settings["proxies"])
+            session.verify, session.cert = settings["verify"], settings["cert"]
+            session.trust_env = False
         adapter = session.get_adapter(url=self.api_base_url)
         if self.pacer is not None and not isinstance(adapter, PacedAdapter):
             session.mount(self.api_base_url, PacedAdapter(self.pacer))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from .settings import BOOL_FIELDS, FLOAT_FIELDS, INTEGER_FIELDS, TEXT_FIELDS
 from .timestamps import from_ms, parse_ms
@@ -49,12 +49,13 @@ def _to_text(value: Any) -> Optional[str]:
     return str(value)
 
 
-_COERCERS: Dict[str, Callable[[Any], Any]] = {
-    **{name: _to_int for name in INTEGER_FIELDS},
-    **{name: _to_float for name in FLOAT_FIELDS},
-    **{name: _to_bool for name in BOOL_FIELDS},
-    **{name: _to_text for name in TEXT_FIELDS},
+_COERCERS: Dict[str, Tuple[type, Callable[[Any], Any]]] = {
+    **{name: (int, _to_int) for name in INTEGER_FIELDS},
+    **{name: (float, _to_float) for name in FLOAT_FIELDS},
+    **{name: (bool, _to_bool) for name in BOOL_FIELDS},
+    **{name: (str, _to_text) for name in TEXT_FIELDS},
 }
+"""Per declared field: the type its values usually already have, and how to coerce others."""
 
 
 def decode_metadata(raw: Any) -> Any:
@@ -84,9 +85,10 @@ def to_row(
     row: Dict[str, Any] = dict(item)
     row["gateway_id"], row["account_id"] = gateway_id, account_id
     row["created_at"] = from_ms(parse_ms(item["created_at"]))
-    for name, coerce in _COERCERS.items():
+    for name, (usual, coerce) in _COERCERS.items():
         value = row.get(name)
-        if value is None or name == "id":
+        # `type() is` on purpose: a bool is an int, and must still become a float or text
+        if value is None or type(value) is usual or name == "id":
             continue
         try:
             row[name] = coerce(value)

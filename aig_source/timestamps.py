@@ -1,5 +1,6 @@
 """Millisecond UTC timestamps: the precision the Logs API serves and filters on."""
 
+import functools
 from datetime import datetime, timezone
 from typing import Union
 
@@ -14,12 +15,21 @@ def parse_ms(value: Union[str, datetime]) -> int:
     """Epoch milliseconds of an ISO 8601 string (with or without fraction, `Z` or offset) or a
     datetime; naive values are taken as UTC."""
     if isinstance(value, datetime):
-        moment = value
-    else:
-        text = value.strip()
-        if text[-1:] in ("Z", "z"):
-            text = text[:-1] + "+00:00"
-        moment = datetime.fromisoformat(text)
+        return _datetime_ms(value)
+    return _text_ms(value)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _text_ms(value: str) -> int:
+    # every log's `created_at` is read by the pager, the lookback counts, the cursor rows and
+    # the row builder: one parse each, the rest from this cache
+    text = value.strip()
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1] + "+00:00"
+    return _datetime_ms(datetime.fromisoformat(text))
+
+
+def _datetime_ms(moment: datetime) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return round(moment.timestamp() * 1000)
