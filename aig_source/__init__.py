@@ -110,8 +110,8 @@ def aig_source(
     pacer = shared_pacer(rate_limit_requests, rate_limit_window_seconds, str(api_token))
     client = LogsApiClient(api_base_url, account_id, configured[0], api_token, pacer)
 
-    def fleet() -> FleetRead:
-        return open_fleet(client, configured, proposed_origin_ms, max_concurrent_gateways)
+    def fleet(only: Optional[List[str]] = None) -> FleetRead:
+        return open_fleet(client, configured, proposed_origin_ms, max_concurrent_gateways, only)
 
     forward = aig_logs_forward(fleet, per_page, forward_max_pages, lookback_seconds)
     backfill = aig_logs_history(fleet, per_page, backfill_max_pages, since_ms, backfill_max_seconds)
@@ -137,7 +137,7 @@ def _last_run(client: LogsApiClient, reader: LogReader, **progress: Any) -> Dict
 
 
 def aig_logs_forward(
-    fleet: Callable[[], FleetRead],
+    fleet: Callable[..., FleetRead],
     per_page: int,
     max_pages: int,
     lookback_seconds: int,
@@ -214,7 +214,7 @@ def aig_logs_forward(
 
 
 def aig_logs_history(
-    fleet: Callable[[], FleetRead],
+    fleet: Callable[..., FleetRead],
     per_page: int,
     max_pages: int,
     since_ms: Optional[int],
@@ -235,7 +235,7 @@ def aig_logs_history(
     """
 
     @dlt.resource(name=BACKFILL_RESOURCE, selected=False, **TABLE_HINTS)
-    def aig_logs_backfill() -> Iterator[List[Dict[str, Any]]]:
+    def aig_logs_backfill(only: Optional[List[str]] = None) -> Iterator[List[Dict[str, Any]]]:
         """Each gateway's history, newest first, from its origin shared with the forward
         resource.
 
@@ -243,6 +243,10 @@ def aig_logs_history(
         committed with the load, so a run cut by its page or time budget, an error or a kill
         resumes where it stopped. Once a gateway's walk reached the bottom, later runs make no
         request for it.
+
+        Args:
+            only: Read only these of the selected gateways (a long run's later chunks read only
+                those the previous chunk cut); with `*`, one deleted meanwhile is still gone.
 
         Yields:
             Pages of rows for table `aig_logs`.
@@ -266,7 +270,7 @@ def aig_logs_history(
                 time_budget_reached=reader.cut and out_of_time,
             )
 
-        read = fleet()
+        read = fleet(only)
         yield from read.pages(read_gateway)
         dlt.current.resource_state()[state.LAST_RUN] = read.outcome()
 

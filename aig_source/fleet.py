@@ -17,7 +17,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import dlt
 
@@ -170,6 +170,7 @@ def open_fleet(
     configured: List[str],
     proposed_origin_ms: int,
     max_concurrent: int,
+    only: Optional[List[str]] = None,
 ) -> FleetRead:
     """The gateways the resource being extracted reads now, with their progress and origins.
 
@@ -201,6 +202,9 @@ def open_fleet(
         gone = sorted(set(progress) - set(gateway_ids))
     else:
         gateway_ids = list(configured)
+    if only is not None:
+        gone = [gateway_id for gateway_id in gone if gateway_id in only]
+        gateway_ids = [gateway_id for gateway_id in gateway_ids if gateway_id in only]
     origins = {
         gateway_id: state.fix_origin(source_state, gateway_id, proposed_origin_ms)
         for gateway_id in gateway_ids

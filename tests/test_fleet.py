@@ -376,3 +376,35 @@ def test_the_freshness_guard_names_the_gateway_that_is_behind(
     assert len(lines) == 1 and lines[0].startswith(f"gateway {DEFAULT_GATEWAY_ID}: the forward")
     assert "FRESHNESS_THRESHOLD_SECONDS" in lines[0]
     assert rows_by_gateway(workspace)["app-b"] == ids_of(api, "app-b"), "the others loaded"
+
+
+def test_a_gateway_deleted_between_backfill_chunks_is_gone_not_failed(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aig_source.jobs import backfill as backfill_job
+
+    api = workspace.api
+    api.add_gateway("app-b")
+    now = api.now_ms()
+    for gateway in (DEFAULT_GATEWAY_ID, "app-b"):
+        api.generate(300, start_ms=now - DAY_MS, end_ms=now - 2 * 3_600_000, gateway_id=gateway)
+    monkeypatch.setattr(backfill_job, "BACKFILL_CHUNK_PAGES", 2)
+    chunks: List[int] = []
+    real_run_resource = backfill_job.run_resource
+
+    def delete_after_the_first_chunk(*args: Any, **kwargs: Any) -> Any:
+        loaded = real_run_resource(*args, **kwargs)
+        chunks.append(1)
+        if len(chunks) == 1:
+            api.remove_gateway("app-b")
+        return loaded
+
+    monkeypatch.setattr(backfill_job, "run_resource", delete_after_the_first_chunk)
+
+    summary = backfill_until_done(workspace, max_pages=40, source={"gateway_id": "*"})[-1]
+
+    assert len(chunks) > 2, "the walk took several chunks"
+    assert summary.problem() is None and summary.gone == ["app-b"]
+    assert summary.progress(DEFAULT_GATEWAY_ID).done
+    assert rows_by_gateway(workspace)[DEFAULT_GATEWAY_ID] == ids_of(api, DEFAULT_GATEWAY_ID)
+    assert 0 < len(rows_by_gateway(workspace)["app-b"]) < 300, "its first chunk stays loaded"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import dlt
 from dlt.pipeline.helpers import pipeline_drop
@@ -177,12 +177,17 @@ def run_backfill(
         pipeline_name=pipeline.pipeline_name, page_budget=budget, per_page=settings.per_page
     )
     spent = 0
+    cut: List[str] = []
     while True:
         chunk = max(1, min(BACKFILL_CHUNK_PAGES, budget - spent))
         source_args["backfill_max_pages"] = chunk
         if deadline is not None:
             source_args["backfill_max_seconds"] = max(0.001, deadline - time.monotonic())
         source = aig_source(**source_args).with_resources(BACKFILL_RESOURCE)
+        if spent:
+            # later chunks read only the gateways the previous one cut; the others are done or
+            # caught up, and a failed one would only fail again
+            source.resources[BACKFILL_RESOURCE].bind(only=cut)
         loaded = run_resource(pipeline, source, BACKFILL_RESOURCE, rows)
         rows = loaded.rows_after
         totals.add(loaded)
@@ -195,8 +200,6 @@ def run_backfill(
         out_of_time = timed_out or (deadline is not None and time.monotonic() >= deadline)
         if not cut or out_of_time or spent >= budget:
             break
-        # the next chunk reads only the gateways this one cut; the others are done or caught up
-        source_args["gateway_id"] = cut
         logger.info("backfill: %s", totals.line())
     totals.time_budget_reached = out_of_time and not totals.done
     return totals
