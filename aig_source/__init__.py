@@ -25,7 +25,6 @@ from .config import (
     LogsApiSourceConfiguration,
     backfill_since_ms,
     forward_start_ms,
-    gateway_ids,
 )
 from .fleet import FleetRead, open_fleet
 from .paging import CursorRows, ForwardRead, LogReader
@@ -106,7 +105,7 @@ def aig_source(
     # dlt resolved and validated every argument through LogsApiSourceConfiguration
     since_ms = backfill_since_ms(backfill_since)
     proposed_origin_ms = forward_start_ms(forward_start)
-    configured = gateway_ids(gateway_id)
+    configured: List[str] = list(gateway_id)  # a list: the spec's on_resolved normalised it
     pacer = shared_pacer(rate_limit_requests, rate_limit_window_seconds, str(api_token))
     client = LogsApiClient(api_base_url, account_id, configured[0], api_token, pacer)
 

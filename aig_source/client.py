@@ -42,6 +42,15 @@ class AigSourceError(Exception):
     """An error the pipeline reports as one line; the message never carries a secret."""
 
 
+def one_line(error: BaseException) -> str:
+    """An error as one line: this project's own message, else the type and its first line
+    (tokens travel in headers, so no exception text carries one)."""
+    if isinstance(error, AigSourceError):
+        return str(error)
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {first_line}"
+
+
 class ApiAuthError(AigSourceError):
     pass
 

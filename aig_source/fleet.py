@@ -17,12 +17,12 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import dlt
 
 from . import state
-from .client import AigSourceError, GatewayNotFoundError, LogsApiClient
+from .client import AigSourceError, GatewayNotFoundError, LogsApiClient, one_line
 from .config import ConfigurationError
 from .rows import to_row
 from .settings import ALL_GATEWAYS, ENV_PREFIX
@@ -38,14 +38,6 @@ GATEWAY_THREAD_PREFIX = "aig-gateway:"
 """Threads reading a gateway are named after it."""
 FAILED = "failed"
 GONE = "gone"
-
-
-def describe_error(error: BaseException) -> str:
-    """One line for an error of one gateway's read; never a secret (tokens travel in headers)."""
-    if isinstance(error, AigSourceError):
-        return str(error)
-    first_line = (str(error).strip().splitlines() or [""])[0]
-    return f"{type(error).__name__}: {first_line}"
 
 
 def failure_lines(failed: Dict[str, str]) -> List[str]:
@@ -73,17 +65,22 @@ class FleetRead:
     origins: Dict[str, int]
     max_concurrent: int
     gone: List[str] = field(default_factory=list)
-    failed: Dict[str, str] = field(default_factory=dict)
     errors: Dict[str, BaseException] = field(default_factory=dict)
+    """Why each failed gateway's read failed."""
     clients: Dict[str, LogsApiClient] = field(default_factory=dict)
     listing_requests: int = 0
 
+    @property
+    def failed(self) -> Dict[str, str]:
+        """Each failed gateway's error as one line."""
+        return {gateway_id: one_line(error) for gateway_id, error in self.errors.items()}
+
     def pages(self, read: ReadGateway) -> Iterator[Items]:
         """Pages of table rows of every gateway, as their reads produce them."""
-        pages: queue.Queue[Tuple[str, Any]] = queue.Queue(maxsize=2 * self.max_concurrent)
+        pages: queue.Queue[Any] = queue.Queue(maxsize=2 * self.max_concurrent)
         stop = threading.Event()
 
-        def put(item: Tuple[str, Any]) -> None:
+        def put(item: Any) -> None:
             while not stop.is_set():
                 try:
                     pages.put(item, timeout=0.1)
@@ -100,7 +97,7 @@ class FleetRead:
             try:
                 for items in read(client, private, self.origins[gateway_id]):
                     if items:
-                        put((gateway_id, _rows(items, gateway_id, client.account_id)))
+                        put(_rows(items, gateway_id, client.account_id))
                 self.progress[gateway_id] = private
             except _Stopped:
                 return
@@ -113,7 +110,7 @@ class FleetRead:
             except Exception as error:  # a gateway's failure is reported, the others go on
                 self._fail(gateway_id, error)
             try:
-                put((gateway_id, _END))
+                put(_END)
             except _Stopped:
                 return
 
@@ -128,7 +125,7 @@ class FleetRead:
                 workers.submit(work, gateway_id)
             running = len(self.gateway_ids)
             while running:
-                _, item = pages.get()
+                item = pages.get()
                 if item is _END:
                     running -= 1
                 else:
@@ -136,16 +133,15 @@ class FleetRead:
         finally:
             stop.set()
             workers.shutdown(wait=True)
-        if self.failed and len(self.failed) == len(self.gateway_ids):
+        if self.errors and len(self.errors) == len(self.gateway_ids):
             # nothing to commit: the run fails as a whole and loads nothing
             if len(self.errors) == 1:
                 raise next(iter(self.errors.values()))
             raise AigSourceError("\n".join(failure_lines(self.failed)))
 
     def _fail(self, gateway_id: str, error: BaseException) -> None:
-        self.failed[gateway_id] = describe_error(error)
         self.errors[gateway_id] = error
-        logger.debug("gateway %s failed: %s", gateway_id, self.failed[gateway_id])
+        logger.debug("gateway %s failed: %s", gateway_id, one_line(error))
 
     def outcome(self) -> Dict[str, Any]:
         """The run as a whole, kept in the resource's `last_run`."""

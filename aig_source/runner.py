@@ -15,7 +15,7 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.extract import DltSource
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from .client import SECRET_SETTINGS, AigSourceError, config_hint
+from .client import SECRET_SETTINGS, AigSourceError, config_hint, one_line
 from .config import resolve_logging_configuration
 from .destinations import destination_reference
 from .destinations.errors import describe_destination_error
@@ -277,9 +277,7 @@ def describe_failure(error: BaseException, demo_hint: bool = True) -> str:
         destination_problem = describe_destination_error(cause)
         if destination_problem:
             return destination_problem
-    root = list(_causes(error))[-1]
-    first_line = (str(root).strip().splitlines() or [""])[0]
-    return f"{type(root).__name__}: {first_line}"
+    return one_line(list(_causes(error))[-1])
 
 
 def missing_destination_message(destination: str, fields: List[str]) -> str:

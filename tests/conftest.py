@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -148,15 +150,27 @@ class Workspace:
             input=input,
         )
 
-    def start(self, *args: str, script: Path = FORWARD_SCRIPT) -> subprocess.Popen:
+    def start(
+        self, *args: str, script: Path = FORWARD_SCRIPT, env: Optional[Dict[str, str]] = None
+    ) -> subprocess.Popen:
         """Starts a pipeline script in the background, output discarded."""
         return subprocess.Popen(
             [sys.executable, str(script), *args],
             cwd=self.root,
-            env=self.env(),
+            env=self.env() if env is None else env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+
+    def kill_after(self, process: subprocess.Popen, requests: int) -> None:
+        """SIGKILLs `process` once the emulator has served `requests` more list requests than
+        now (or after 60 s), and waits for it."""
+        target = len(self.api.logs_requests()) + requests
+        deadline = time.monotonic() + 60
+        while len(self.api.logs_requests()) < target and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
 
     def dlt_info(self) -> subprocess.CompletedProcess:
         """`dlt pipeline aig_logs info -v` over the scripts' pipelines folder."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -171,13 +170,8 @@ def test_killed_mid_run_then_resumed(workspace: Workspace) -> None:
     history(api, 1500)
     workspace.run()
     api.faults.latency_seconds = 0.1
-    served_before = len(api.logs_requests())
     process = workspace.start("--max-pages", "40", script=BACKFILL_SCRIPT)
-    deadline = time.monotonic() + 60
-    while len(api.logs_requests()) < served_before + 6 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
+    workspace.kill_after(process, requests=6)
     api.faults.latency_seconds = 0
 
     for _ in range(10):

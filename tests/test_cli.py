@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -121,11 +120,7 @@ def test_killed_mid_run_then_rerun_is_complete_without_duplicates(workspace: Wor
     api.generate(1500, hours=0.9)
     api.faults.latency_seconds = 0.15
     process = workspace.start("--max-pages", "40")
-    deadline = time.monotonic() + 60
-    while len(api.logs_requests()) < 8 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
+    workspace.kill_after(process, requests=8)
     assert process.returncode == -signal.SIGKILL
     api.faults.latency_seconds = 0
 

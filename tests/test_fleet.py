@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from typing import Any, Dict, List, Set
 
@@ -284,18 +283,8 @@ def test_killed_mid_run_with_several_gateways_then_rerun_is_exact(workspace: Wor
     three_gateways(api)
     api.faults.latency_seconds = 0.1
     env = workspace.env(SOURCES__AIG_SOURCE__GATEWAY_ID="*")
-    process = subprocess.Popen(
-        [sys.executable, str(FORWARD_SCRIPT), "--max-pages", "40"],
-        cwd=workspace.root,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while len(api.logs_requests()) < 8 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
+    process = workspace.start("--max-pages", "40", env=env)
+    workspace.kill_after(process, requests=8)
     assert process.returncode == -signal.SIGKILL
     api.faults.latency_seconds = 0
 

@@ -232,8 +232,6 @@ class LogsApiEmulator:
         self._lock = threading.Lock()
         self._buckets: Dict[str, _TokenBucket] = {}
         self._accounts: Dict[str, Dict[str, Gateway]] = {account_id: {}}
-        self._gateways = self._accounts[account_id]
-        """The default account's gateways."""
         self.token_accounts: Dict[str, Set[str]] = {}
         """Accounts a token is limited to; a token not listed may read every account."""
         self.failing_gateways: Dict[Tuple[str, str], int] = {}
