@@ -8,6 +8,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import dlt
 
 from . import destinations
+from .client import AigSourceError
 from .emulator import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_GATEWAY_ID,
@@ -17,14 +18,20 @@ from .emulator import (
 )
 from .jobs.backfill import run_backfill
 from .jobs.forward import run_forward
+from .jobs.report import ReportSummary, write_report
 from .runner import make_pipeline
-from .settings import ALL_GATEWAYS
+from .settings import ALL_GATEWAYS, DEFAULT_REPORT_DAYS, DEFAULT_REPORT_PATH
+from .views import MODEL
 
 DEMO_PIPELINE_NAME = "aig_logs_demo"
 DEMO_DATABASE = "aig_logs_demo.duckdb"
 DEMO_RECENT_LOGS = 1500
 DEMO_HISTORY_LOGS = 4000
 DEMO_HISTORY_DAYS = 3
+DEMO_FORWARD_HISTORY_DAYS = 14
+DEMO_FORWARD_HISTORY_LOGS = 1000
+"""The forward demo's older traffic, read by its first run (`forward_start` 14 days back), so
+that its report has days to draw."""
 DEMO_MAX_RUNS = 20
 DEMO_RATE_LIMIT = RateLimit(requests=60, window_seconds=5, block_seconds=30)
 """The emulator's limit in the backfill demo: Cloudflare's 1,200 per 300 s, scaled down 20x in
@@ -48,10 +55,12 @@ REPORTS = {
 """Each report of the demo: its key columns' headers and the SQL that groups by them."""
 
 
-def demo_emulator(history_days: float = 0, seed: int = 7) -> LogsApiEmulator:
+def demo_emulator(
+    history_days: float = 0, history_logs: int = DEMO_HISTORY_LOGS, seed: int = 7
+) -> LogsApiEmulator:
     """An emulator of an account with three gateways of different volumes, each holding an hour
-    of realistic traffic with late rows, the busiest a burst of ties, plus `history_days` of
-    older traffic for the backfill."""
+    of realistic traffic with late rows, the busiest a burst of ties, plus `history_logs` logs
+    (shared out like the traffic) over `history_days` of older traffic."""
     emulator = LogsApiEmulator(seed=seed)
     settled = emulator.now_ms() - 2000  # all visible by the time the demo reads them
     for gateway_id, share in DEMO_GATEWAYS.items():
@@ -66,7 +75,7 @@ def demo_emulator(history_days: float = 0, seed: int = 7) -> LogsApiEmulator:
         )
         if history_days:
             emulator.generate(
-                round(DEMO_HISTORY_LOGS * share),
+                round(history_logs * share),
                 start_ms=settled - int(history_days * 86_400_000),
                 end_ms=settled - 3_600_000,
                 gateway_id=gateway_id,
@@ -82,9 +91,17 @@ def _held(emulator: LogsApiEmulator) -> int:
 def _demo_pipeline(database: str, pipelines_dir: Optional[str]) -> dlt.Pipeline:
     # every demo starts from scratch: its emulator's history is new each time
     Path(database).unlink(missing_ok=True)
+    return _demo_database_pipeline(database, pipelines_dir).drop()
+
+
+def _demo_database_pipeline(database: str, pipelines_dir: Optional[str] = None) -> dlt.Pipeline:
+    # absolute: dlt resolves a relative DuckDB path against the folder the pipeline first ran
+    # in, which is another folder's demo when the pipeline's local state is older than this run
     return make_pipeline(
-        DEMO_PIPELINE_NAME, destinations.duckdb(database), pipelines_dir=pipelines_dir
-    ).drop()
+        DEMO_PIPELINE_NAME,
+        destinations.duckdb(str(Path(database).resolve())),
+        pipelines_dir=pipelines_dir,
+    )
 
 
 def _source_args(emulator: LogsApiEmulator) -> Dict[str, Any]:
@@ -115,16 +132,22 @@ def run_demo(
     pipelines_dir: Optional[str] = None,
     database: str = DEMO_DATABASE,
 ) -> None:
-    """Runs forward until caught up (a few runs, as a schedule would), then prints a report."""
-    with demo_emulator() as emulator:
+    """Runs forward until caught up (a few runs, as a schedule would) over two weeks of
+    traffic, then prints what landed and writes the HTML report beside the database."""
+    with demo_emulator(DEMO_FORWARD_HISTORY_DAYS, DEMO_FORWARD_HISTORY_LOGS) as emulator:
         print_line(
             f"demo: Logs API emulator on {emulator.base_url}, {_held(emulator):,} logs in"
             f" {len(DEMO_GATEWAYS)} gateways ({', '.join(DEMO_GATEWAYS)}), read with gateway_id '*'"
         )
         pipeline = _demo_pipeline(database, pipelines_dir)
-        source_args = {**_source_args(emulator), **DEMO_PACING}
+        source_args = {
+            **_source_args(emulator),
+            **DEMO_PACING,
+            "forward_start": f"{DEMO_FORWARD_HISTORY_DAYS}d",
+        }
         _forward_until_caught_up(pipeline, print_line, max_pages, source_args)
         report(pipeline, database, print_line)
+        html_report(pipeline, database, print_line)
 
 
 def run_backfill_demo(
@@ -152,15 +175,40 @@ def run_backfill_demo(
             if summary.done:
                 break
         report(pipeline, database, print_line)
+        html_report(pipeline, database, print_line)
+
+
+def html_report(pipeline: dlt.Pipeline, database: str, print_line: Callable[[str], None]) -> None:
+    path = Path(database).resolve().with_name(DEFAULT_REPORT_PATH)
+    summary = write_report(pipeline, str(path), progress=lambda line: None)
+    print_line(
+        f"demo: report of the last {summary.figures['period']['days']} days written to {path};"
+        " open it in a browser (again any time: pipelines/report.py --demo)"
+    )
+
+
+def demo_report(
+    output: str = DEFAULT_REPORT_PATH,
+    days: int = DEFAULT_REPORT_DAYS,
+    database: str = DEMO_DATABASE,
+) -> ReportSummary:
+    """The report of the demo database a demo left in this folder."""
+    if not Path(database).exists():
+        raise AigSourceError(
+            f"No demo database {database} in this folder: run pipelines/forward.py --demo first."
+        )
+    return write_report(_demo_database_pipeline(database), output, days)
 
 
 def report(pipeline: dlt.Pipeline, database: str, print_line: Callable[[str], None]) -> None:
     print_line(f"demo: what landed in {database} (dataset ai_gateway, table aig_logs):")
     with pipeline.sql_client() as client:
         table = client.make_qualified_table_name("aig_logs")
+        # the model as the views name it: one row per model across Cloudflare's renaming
+        logs = f"(SELECT * REPLACE ({MODEL} AS model) FROM {table}) AS logs"
         tables = {
             title: client.execute_sql(
-                f"SELECT {keys}, {REPORT_MEASURES} FROM {table} GROUP BY {keys}"
+                f"SELECT {keys}, {REPORT_MEASURES} FROM {logs} GROUP BY {keys}"
                 " ORDER BY cost_usd DESC"
             )
             or []

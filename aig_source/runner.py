@@ -31,6 +31,7 @@ from .settings import (
 )
 from .state import GATEWAYS, LAST_RUN, resource_state_of
 from .upgrade import fill_origin_columns
+from .views import ensure_views
 
 logger = logging.getLogger(__name__)
 
@@ -247,9 +248,21 @@ def run_resource(
         rows_before = rows_before_run(pipeline)
     info = pipeline.run(source, loader_file_format=loader_file_format(pipeline))  # type: ignore[arg-type]
     fill_origin_columns(pipeline)
+    keep_views(pipeline)
     rows_after = count_rows(pipeline)
     progress = resource_state_of(pipeline, resource)
     return Loaded(progress, rows_after - rows_before, rows_after, info)
+
+
+def keep_views(pipeline: dlt.Pipeline) -> None:
+    """Writes the analysis views a load finds missing or outdated (see `views.py`)."""
+    try:
+        ensure_views(pipeline)
+    except Exception as error:
+        raise AigSourceError(
+            "The logs were loaded, but the analysis views could not be written:"
+            f" {describe_failure(error)} The next run writes them again."
+        ) from error
 
 
 def _causes(error: BaseException) -> Iterator[BaseException]:

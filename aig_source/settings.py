@@ -125,3 +125,10 @@ BOUNDED_MERGE_HINT = "x-bounded-merge-column"
 """Table hint naming the column whose range in each batch bounds the merge's reads of the target
 (see `destinations/merge.py`); set on `aig_logs` to `created_at`, safe because the API never
 changes a log's `created_at`. Merge tables without it get dlt's own merge."""
+
+DEFAULT_REPORT_PATH = "aig_logs_report.html"
+DEFAULT_REPORT_DAYS = 30
+TOP_MODELS = 8
+"""Models the report's cost chart draws on their own; the rest are summed as `other`."""
+TOP_METADATA_TAGS = 20
+"""Metadata key=value pairs the report lists, by cost."""

@@ -98,6 +98,18 @@ MODELS: Tuple[ModelProfile, ...] = (
         "groq", "llama-3.3-70b-versatile", "chat", "openai/v1/chat/completions", 0.59, 0.79, 4, 400
     ),
 )
+PROVIDER_PREFIXED_MODELS_SINCE_MS = 1788220800000
+"""2026-09-01T00:00:00Z: from then on Cloudflare logs `model` as `<provider>/<model>`
+(`openai/gpt-4o`); before, the bare name (`gpt-4o`)."""
+
+
+def logged_model_name(provider: str, model: str, created_at_ms: int) -> str:
+    """`model` as the Logs API writes it for a log created at `created_at_ms`."""
+    if created_at_ms >= PROVIDER_PREFIXED_MODELS_SINCE_MS:
+        return f"{provider}/{model}"
+    return model
+
+
 _TEAMS = ("search", "support-bot", "billing", "growth", "platform")
 _ENVS = ("prod", "prod", "prod", "staging")
 _ERROR_STATUSES = (429, 500, 502, 503, 400, 401)
@@ -152,7 +164,7 @@ def synthetic_log(
     streamed = not is_embedding and rng.random() < profile.stream_rate
     fields: Dict[str, Any] = {
         "provider": model.provider,
-        "model": model.model,
+        "model": logged_model_name(model.provider, model.model, created_at_ms),
         "model_type": model.model_type,
         "path": model.path,
         "duration": duration,
