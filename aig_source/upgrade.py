@@ -14,13 +14,34 @@ once (see the README's cost section); later runs never repeat it.
 from __future__ import annotations
 
 import logging
+from typing import Dict, List
 
 import dlt
 
-from .settings import SOURCE_SECTION, TABLE_NAME
+from .settings import ORIGIN_COLUMNS, SOURCE_SECTION, TABLE_NAME
 from .state import ROWS_TO_FILL, source_state_of
 
 logger = logging.getLogger(__name__)
+
+ORIGIN_COLUMN_TYPES: Dict[str, str] = {"duckdb": "VARCHAR", "bigquery": "STRING"}
+"""How each destination names dlt's `text` type, for the columns added by hand."""
+
+
+def add_missing_origin_columns(pipeline: dlt.Pipeline) -> List[str]:
+    """Adds `gateway_id` and `account_id` to a table that lacks them. dlt adds declared columns
+    only to tables its load writes rows to, so a first run of this version that found no new
+    log (an idle gateway) leaves them out; returns the columns it added."""
+    with pipeline.destination_client() as job_client:
+        _, columns = job_client.get_storage_table(TABLE_NAME)  # type: ignore[attr-defined]
+    missing = [name for name in ORIGIN_COLUMNS if name not in columns]
+    if missing:
+        column_type = ORIGIN_COLUMN_TYPES[pipeline.destination.destination_name]
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(TABLE_NAME)
+            for name in missing:
+                client.execute_sql(f"ALTER TABLE {table} ADD COLUMN {name} {column_type}")
+        logger.info("added %s to %s", " and ".join(missing), TABLE_NAME)
+    return missing
 
 
 def fill_origin_columns(pipeline: dlt.Pipeline) -> int:
@@ -29,6 +50,7 @@ def fill_origin_columns(pipeline: dlt.Pipeline) -> int:
     pending = source_state_of(pipeline).get(ROWS_TO_FILL)
     if not pending:
         return 0
+    add_missing_origin_columns(pipeline)
     with pipeline.sql_client() as client:
         table = client.make_qualified_table_name(TABLE_NAME)
         empty = client.execute_sql(f"SELECT COUNT(*) FROM {table} WHERE gateway_id IS NULL")

@@ -25,6 +25,7 @@ from aig_source.emulator import DEFAULT_ACCOUNT_ID, DEFAULT_GATEWAY_ID, StoredLo
 from aig_source.runner import describe_failure
 from aig_source.state import BACKFILL_GAP, ORIGINS, ROWS_TO_FILL
 from aig_source.timestamps import parse_ms
+from aig_source.views import VIEW_NAMES
 
 from .conftest import Workspace, merge_statements, stored_ids
 from .test_backfill import backfill_until_done
@@ -135,3 +136,23 @@ def test_single_gateway_state_with_a_list_of_gateways_says_how_to_carry_it_over(
     assert "SOURCES__AIG_SOURCE__GATEWAY_ID" in message and "one gateway" in message
     assert "\n" not in message
     assert workspace.query("SELECT COUNT(*) FROM ai_gateway.aig_logs") == [(715,)]
+
+
+def test_first_run_after_the_upgrade_with_no_new_logs_still_fills_the_rows(
+    workspace: Workspace,
+) -> None:
+    """An idle gateway: the first run of this version loads no row, so dlt adds no column; the
+    upgrade adds them itself, fills them, and the views can be written."""
+    restore_previous_version(workspace)
+
+    summary = workspace.run()
+
+    assert summary.logs_new == 0
+    columns = {row[0] for row in workspace.query("DESCRIBE ai_gateway.aig_logs")}
+    assert {"gateway_id", "account_id"} <= columns
+    assert workspace.query(
+        "SELECT gateway_id, account_id, COUNT(*) FROM ai_gateway.aig_logs GROUP BY ALL"
+    ) == [(DEFAULT_GATEWAY_ID, DEFAULT_ACCOUNT_ID, 654)]
+    views = workspace.query("SELECT COUNT(*) FROM duckdb_views() WHERE schema_name = 'ai_gateway'")
+    assert views == [(len(VIEW_NAMES),)]
+    assert ROWS_TO_FILL not in committed_source_state(workspace)
