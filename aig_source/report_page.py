@@ -51,7 +51,8 @@ h2 { margin: 0 0 8px; font-size: 15px; font-weight: 600; }
 .card .note { color: var(--muted); font-size: 12px; margin-top: 2px; }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(560px, 1fr)); gap: 16px;
   padding: 8px 32px 32px; }
-.panel { min-width: 0; background: #fff; border: 1px solid var(--line); border-radius: 10px; padding: 14px; }
+.panel { min-width: 0; background: #fff; border: 1px solid var(--line); border-radius: 10px;
+  padding: 14px; }
 .empty { color: var(--muted); padding: 40px 0; text-align: center; }
 footer { color: var(--muted); font-size: 12px; padding: 0 32px 32px; }
 """
@@ -362,7 +363,9 @@ Plotly. Costs are Cloudflare's estimates in USD.</footer>
 <script>
 // each chart was drawn as the page was parsed, before the grid had all its columns
 window.addEventListener("load", function () {{
-  document.querySelectorAll(".js-plotly-plot").forEach(function (el) {{ Plotly.Plots.resize(el); }});
+  document.querySelectorAll(".js-plotly-plot").forEach(function (chart) {{
+    Plotly.Plots.resize(chart);
+  }});
 }});
 </script>
 </body>

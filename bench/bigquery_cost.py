@@ -67,6 +67,21 @@ def measured_row_bytes(sample: int = 20_000) -> Dict[str, float]:
     return {name: mean(values) for name, values in sizes.items()}
 
 
+def view_columns_read() -> Dict[str, List[str]]:
+    """The columns of `aig_logs` each analysis view reads, from its parsed BigQuery SQL."""
+    import sqlglot
+    from sqlglot import exp
+
+    from aig_source.views import BIGQUERY, VIEWS
+
+    read: Dict[str, List[str]] = {}
+    for view in VIEWS:
+        tree = sqlglot.parse_one(view.select(BIGQUERY, "`p`.`d`.`aig_logs`"), read="bigquery")
+        names = {column.name for column in tree.find_all(exp.Column)}
+        read[view.name] = sorted(names & set(LOG_COLUMNS))
+    return read
+
+
 def dollars(tib: float, free_tib: float = 0.0) -> float:
     return max(0.0, tib - free_tib) * PRICE_PER_TIB_SCANNED
 
@@ -129,6 +144,24 @@ def main() -> None:
             f"  {days} days: {per_query / 1e9:,.1f} GB per query of id, created_at, provider,"
             f" model, cost; {args.view_queries_per_day:.0f} queries/day ->"
             f" {tib:,.1f} TiB/month, ${dollars(tib, FREE_TIB_PER_MONTH):,.0f}"
+        )
+    print(
+        f"\ndashboards on the analysis views (a view filtered by day reads only those days'"
+        f" partitions, and only the columns it names); {args.view_queries_per_day:.0f}"
+        " queries/day, each over the last 30 days:"
+    )
+    print("| view | columns read | bytes/row | per query, 7 days | 30 days | per month |")
+    print("|---|---|---|---|---|---|")
+    for name, names in view_columns_read().items():
+        per_row = sum(columns[c] for c in names)
+        week, month_range = (
+            max(per_row * args.logs_per_day * days, MIN_BYTES_PER_TABLE_REFERENCED)
+            for days in (7, 30)
+        )
+        tib = month_range * args.view_queries_per_day * 30 / TIB
+        print(
+            f"| `{name}` | {', '.join(names)} | {per_row:.0f} | {week / 1e9:,.2f} GB |"
+            f" {month_range / 1e9:,.2f} GB | {tib:,.2f} TiB, ${dollars(tib):,.2f} |"
         )
     stored = row * args.logs_per_day * 30 / 1024**3
     print(

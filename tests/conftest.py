@@ -29,6 +29,7 @@ from aig_source.runner import make_pipeline
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FORWARD_SCRIPT = PROJECT_ROOT / "pipelines" / "forward.py"
 BACKFILL_SCRIPT = PROJECT_ROOT / "pipelines" / "backfill.py"
+REPORT_SCRIPT = PROJECT_ROOT / "pipelines" / "report.py"
 UNPACED = 1_000_000
 
 

@@ -11,16 +11,19 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, List, Tuple
 
 import dlt
 import pytest
 
 from aig_source.jobs.backfill import run_backfill
 from aig_source.jobs.forward import run_forward
+from aig_source.jobs.report import write_report
 from aig_source.runner import describe_failure
 
 from .bigquery_emulator import EmulatedBigQuery, query
 from .conftest import Workspace, merge_statements
+from .insight import GATEWAYS, check_views, iso, load_history, utc_day
 
 pytest.importorskip("google.cloud.bigquery", reason="needs the bigquery extra")
 pytestmark = pytest.mark.slow
@@ -206,3 +209,32 @@ def test_rows_of_an_older_version_are_filled_in_bigquery_by_one_update(
     filled = query(pipeline, "SELECT gateway_id, COUNT(*) AS n FROM {table} GROUP BY 1")
     assert [tuple(row) for row in filled] == [("demo-gateway", 50)]
     assert ROWS_TO_FILL not in pipeline.state["sources"]["aig_source"]
+
+
+def test_views_on_bigquery_hold_the_figures_of_the_loaded_logs(
+    workspace: Workspace, bigquery: EmulatedBigQuery, tmp_path: Path
+) -> None:
+    start, logged = load_history(workspace.api)
+    pipeline = bigquery.pipeline(tmp_path)
+    args = workspace.source_args(gateway_id=",".join(GATEWAYS), forward_start=iso(start - 1000))
+    for _ in range(10):
+        if not run_forward(pipeline, **args).page_budget_reached:
+            break
+
+    def fetch(sql: str) -> List[Tuple[Any, ...]]:
+        with pipeline.sql_client() as client:
+            dataset = client.fully_qualified_dataset_name()
+            return [tuple(row) for row in client.execute_sql(sql.format(dataset=dataset)) or []]
+
+    assert fetch("SELECT COUNT(*) FROM {dataset}.aig_logs") == [(len(logged),)]
+    # the same views as on DuckDB, APPROX_QUANTILES for the percentiles
+    check_views(fetch, logged, exact_percentiles=False)
+
+    # the report reads the same views on BigQuery
+    summary = write_report(pipeline, str(tmp_path / "report.html"), progress=lambda line: None)
+    headline = summary.figures["headline"]
+    in_period = [
+        log for _, log in logged if utc_day(log.created_at_ms) >= summary.figures["period"]["start"]
+    ]
+    assert headline["requests"] == len(in_period)
+    assert headline["cost"] == pytest.approx(sum(log.fields.get("cost") or 0 for log in in_period))
