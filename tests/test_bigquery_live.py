@@ -58,3 +58,45 @@ def test_forward_runs_on_real_bigquery(
     finally:
         client.delete_dataset(dataset, delete_contents=True, not_found_ok=True)
         client.delete_dataset(f"{dataset}_staging", delete_contents=True, not_found_ok=True)
+
+
+def test_a_view_filtered_by_day_reads_only_that_days_partition(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the offline SQL checks claim, asked of BigQuery itself: a dry run of a view filtered
+    to one day processes fewer bytes than the same query unfiltered."""
+    from google.cloud import bigquery as google_bigquery
+    from google.oauth2 import service_account
+
+    from aig_source.views import VIEW_NAMES
+
+    monkeypatch.setenv("DESTINATION__BIGQUERY__CREDENTIALS", LIVE_CREDENTIALS)
+    dataset = f"aig_live_{uuid.uuid4().hex[:10]}"
+    info = json.loads(LIVE_CREDENTIALS)
+    client = google_bigquery.Client(
+        project=info["project_id"],
+        credentials=service_account.Credentials.from_service_account_info(info),
+    )
+    try:
+        workspace.api.generate(600, hours=96)
+        pipeline = make_pipeline(
+            destination=destinations.bigquery(),
+            pipelines_dir=str(tmp_path / "pipelines"),
+            dataset_name=dataset,
+        )
+        for _ in range(10):
+            if not run_forward(
+                pipeline, **workspace.source_args(forward_start="5d")
+            ).page_budget_reached:
+                break
+        dry = google_bigquery.QueryJobConfig(dry_run=True, use_query_cache=False)
+        for view in VIEW_NAMES:
+            name = f"`{info['project_id']}.{dataset}.{view}`"
+            whole = client.query(f"SELECT * FROM {name}", job_config=dry)
+            one_day = client.query(
+                f"SELECT * FROM {name} WHERE day = CURRENT_DATE()", job_config=dry
+            )
+            assert 0 < one_day.total_bytes_processed < whole.total_bytes_processed, view
+    finally:
+        client.delete_dataset(dataset, delete_contents=True, not_found_ok=True)
+        client.delete_dataset(f"{dataset}_staging", delete_contents=True, not_found_ok=True)

@@ -21,7 +21,6 @@ from .conftest import (
     PROJECT_ROOT,
     Workspace,
     merge_statements,
-    run_demo,
     run_python,
     stored_ids,
 )
@@ -29,8 +28,16 @@ from .conftest import (
 DISTINCTIVE_TOKEN = "cfat-WRONG-7f3a9c1e5b2d4e6f8a0b1c2d3e4f5a6b"
 
 
+LOG_LINE = re.compile(r"\d\d:\d\d:\d\d (INFO|WARNING) ")
+
+
 def error_lines(result: subprocess.CompletedProcess) -> list:
-    return [line for line in result.stderr.splitlines() if line.strip()]
+    """The run's error lines; anything else on stderr must be one of the pipeline's own log lines
+    (`12:00:01 INFO analysis views written: ...`), never a traceback or dlt's noise."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if not LOG_LINE.match(line)]
+    assert all(line.startswith("error:") for line in errors) or len(errors) <= 1, result.stderr
+    return errors
 
 
 def test_help(workspace: Workspace) -> None:
@@ -208,25 +215,6 @@ def test_dlts_stock_destination_is_refused_nowhere_but_merges_unbounded(
     assert delete and "BETWEEN" not in delete[0], "the control: the check above can fail"
 
 
-@pytest.mark.slow
-def test_demo_runs_without_cloudflare_config(tmp_path: Path) -> None:
-    first, second = run_demo(FORWARD_SCRIPT, tmp_path), run_demo(FORWARD_SCRIPT, tmp_path)
-
-    for result in (first, second):
-        assert result.returncode == 0, result.stderr
-        assert "3 gateways (demo-gateway, support-bot, search-api)" in result.stdout
-        assert re.search(
-            "3 gateways: demo-gateway caught up; search-api caught up; support-bot caught up",
-            result.stdout,
-        )
-        assert "demo: per gateway" in result.stdout and "cost_usd" in result.stdout
-        # a second demo starts over rather than mixing two emulated histories
-        assert re.search(r"demo: 2,4\d\d rows, 2,4\d\d distinct ids", result.stdout)
-        loaded = re.search(r"demo: ([\d,]+) rows, ([\d,]+) distinct ids", result.stdout)
-        assert loaded and loaded.group(1) == loaded.group(2)
-    assert (tmp_path / "aig_logs_demo.duckdb").exists()
-
-
 def test_bigquery_selected_without_credentials_fails_clearly(workspace: Workspace) -> None:
     workspace.api.generate(10, hours=0.5)
 
@@ -269,10 +257,11 @@ def test_log_level_from_config_controls_the_pipelines_log_lines(workspace: Works
     quiet = run_with_a_late_log("WARNING")
     chatty = run_with_a_late_log("info")
 
-    assert quiet.returncode == 0 and error_lines(quiet) == []
-    assert chatty.returncode == 0
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    assert chatty.returncode == 0 and error_lines(chatty) == []
     assert any(
-        f"INFO gateway {DEFAULT_GATEWAY_ID}: lookback:" in line for line in error_lines(chatty)
+        f"INFO gateway {DEFAULT_GATEWAY_ID}: lookback:" in line
+        for line in chatty.stderr.splitlines()
     ), chatty.stderr
 
 

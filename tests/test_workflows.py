@@ -52,7 +52,25 @@ def names_the_pipeline_reads() -> Set[str]:
 
 
 def test_workflows_exist() -> None:
-    assert {path.stem for path in WORKFLOWS} == {"forward", "backfill", "check", "accounts"}
+    assert {path.stem for path in WORKFLOWS} == {
+        "forward",
+        "backfill",
+        "check",
+        "accounts",
+        "report",
+    }
+
+
+def test_report_is_written_weekly_from_bigquery_and_kept_as_an_artifact() -> None:
+    report = load(PROJECT_ROOT / ".github" / "workflows" / "report.yml")
+    assert report["on"]["schedule"] and "workflow_dispatch" in report["on"]
+    job = report["jobs"]["report"]
+    assert job["env"]["DESTINATION_TYPE"].endswith("bigquery")
+    assert not any(name.startswith(ENV_PREFIX) for name in job["env"]), "reads, no API secret"
+    runs = [step.get("run", "") for step in job["steps"]]
+    assert "python pipelines/report.py --days 30 --output aig_logs_report.html" in runs
+    upload = next(s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/upload"))
+    assert upload["with"]["path"] == "aig_logs_report.html"
 
 
 def test_actionlint_accepts_the_workflows() -> None:
