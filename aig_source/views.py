@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import dlt
 
+from .client import AigSourceError
 from .settings import TABLE_NAME
 
 logger = logging.getLogger(__name__)
@@ -236,10 +237,17 @@ VIEWS: List[View] = [
 VIEW_NAMES = [view.name for view in VIEWS]
 
 
+def destination_name(pipeline: dlt.Pipeline) -> str:
+    return pipeline.destination.destination_name if pipeline.destination else ""
+
+
 def dialect_of(pipeline: dlt.Pipeline) -> Dialect:
-    name = pipeline.destination.destination_name if pipeline.destination else ""
+    name = destination_name(pipeline)
     if name not in DIALECTS:
-        raise ValueError(f"no analysis views for destination {name!r}")
+        raise AigSourceError(
+            f"The analysis views exist on DuckDB and BigQuery only, not on {name or 'no'}"
+            " destination: set DESTINATION_TYPE to duckdb or bigquery."
+        )
     return DIALECTS[name]
 
 
@@ -261,6 +269,11 @@ def ensure_views(pipeline: dlt.Pipeline) -> List[str]:
     """Creates the views that are missing and replaces those whose definition changed; returns
     the names of those it wrote. Does nothing before `aig_logs` exists."""
     if not pipeline.default_schema_name or TABLE_NAME not in pipeline.default_schema.tables:
+        return []
+    if destination_name(pipeline) not in DIALECTS:
+        logger.warning(
+            "no analysis views on %s (DuckDB and BigQuery only)", destination_name(pipeline)
+        )
         return []
     dialect = dialect_of(pipeline)
     written: List[str] = []
