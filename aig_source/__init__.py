@@ -29,6 +29,7 @@ from .config import (
 from .fleet import FleetRead, open_fleet
 from .paging import CursorRows, ForwardRead, LogReader
 from .ratelimit import shared_pacer
+from .reconcile import ReconcileWindow, TableSide, WindowReconcile, window_of
 from .settings import (
     BACKFILL_RESOURCE,
     DEFAULT_API_BASE_URL,
@@ -41,6 +42,7 @@ from .settings import (
     DEFAULT_RATE_LIMIT_REQUESTS,
     DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
     FORWARD_RESOURCE,
+    RECONCILE_RESOURCE,
     SOURCE_SECTION,
 )
 from .table import TABLE_HINTS, declare_table
@@ -99,8 +101,9 @@ def aig_source(
         max_concurrent_gateways: Gateways read at once; all of them share the token's pacer.
 
     Returns:
-        The forward resource `aig_logs` and the backfill resource `aig_logs_backfill` (not
-        selected by default), both loading table `aig_logs`, merged on `id`.
+        The forward resource `aig_logs`, and the backfill resource `aig_logs_backfill` and the
+        reconcile resource `aig_logs_reconcile` (neither selected by default), all loading table
+        `aig_logs`, merged on `id`.
     """
     # dlt resolved and validated every argument through LogsApiSourceConfiguration
     since_ms = backfill_since_ms(backfill_since)
@@ -114,10 +117,13 @@ def aig_source(
 
     forward = aig_logs_forward(fleet, per_page, forward_max_pages, lookback_seconds)
     backfill = aig_logs_history(fleet, per_page, backfill_max_pages, since_ms, backfill_max_seconds)
-    return [declare_table(forward), declare_table(backfill)]
+    reconcile = aig_logs_reconciliation(fleet, per_page)
+    return [declare_table(forward), declare_table(backfill), declare_table(reconcile)]
 
 
-def _last_run(client: LogsApiClient, reader: LogReader, **progress: Any) -> Dict[str, Any]:
+def _last_run(
+    client: LogsApiClient, reader: Optional[LogReader], **progress: Any
+) -> Dict[str, Any]:
     """What a run did, kept in its resource's state (`last_run`) for the summary and for
     `dlt pipeline aig_logs info -v`: requests (retries included), pages (what the budget counts),
     the pace in force, and the resource's own progress."""
@@ -126,11 +132,11 @@ def _last_run(client: LogsApiClient, reader: LogReader, **progress: Any) -> Dict
         "finished_at": format_ms(timestamps.now_ms()),
         "api_requests": client.requests_made,
         "rate_limited": client.rate_limited,
-        "pages": reader.requests,
+        "pages": reader.requests if reader else progress.pop("pages", 0),
         "pacing": {"requests": pacer.requests, "window_seconds": pacer.window_seconds}
         if pacer
         else None,
-        "incomplete_millisecond": reader.incomplete_note(),
+        "incomplete_millisecond": reader.incomplete_note() if reader else None,
         **progress,
     }
 
@@ -274,3 +280,78 @@ def aig_logs_history(
         dlt.current.resource_state()[state.LAST_RUN] = read.outcome()
 
     return aig_logs_backfill
+
+
+def aig_logs_reconciliation(fleet: Callable[..., FleetRead], per_page: int) -> DltResource:
+    """Builds the reconcile resource.
+
+    Args:
+        fleet: Opens the run's read of the selected gateways (`fleet.open_fleet`).
+        per_page: Logs per request of the reads (the counts ask for one).
+
+    Returns:
+        Resource `aig_logs_reconcile`, loading table `aig_logs` merged on `id`, not selected by
+        default; the reconcile job binds its window, its view of the table and its budgets.
+    """
+
+    @dlt.resource(name=RECONCILE_RESOURCE, selected=False, **TABLE_HINTS)
+    def aig_logs_reconcile(
+        window: Optional[ReconcileWindow] = None,
+        table: Optional[TableSide] = None,
+        budgets: Optional[Dict[str, int]] = None,
+        only: Optional[List[str]] = None,
+    ) -> Iterator[List[Dict[str, Any]]]:
+        """The logs each gateway holds in the window that the table lacks (all of the window's
+        logs with `refresh`), found by comparing counts per bucket (see `reconcile.py`).
+
+        Each gateway's progress through the window (`window.checked_until`) is committed with the
+        load, so a run cut by its budget, an error or a kill continues there when run again for
+        the same window start.
+
+        Args:
+            window: The window, its buckets and budgets (`reconcile.ReconcileWindow`).
+            table: Counts and ids of the logs the table holds (`reconcile.TableSide`).
+            budgets: Requests left to each gateway in this run; `window.max_requests` when absent.
+            only: Read only these of the selected gateways (the gateways a chunk left unfinished).
+
+        Yields:
+            Pages of rows for table `aig_logs`.
+        """
+        if window is None or table is None:
+            raise AigSourceError("aig_logs_reconcile runs through the reconcile job (reconcile.py)")
+        left = budgets or {}
+
+        def read_gateway(
+            client: LogsApiClient, progress: state.State, origin_ms: int
+        ) -> Iterator[List[Dict[str, Any]]]:
+            start_ms, end_ms, resume_ms = window_of(progress, window.start_ms, window.end_ms)
+            check = WindowReconcile(
+                client,
+                table,
+                client.gateway_id,
+                per_page,
+                left.get(client.gateway_id, window.max_requests),
+                refresh=window.refresh,
+            )
+            yield from check.buckets(resume_ms, end_ms, window.bucket_ms, window.max_buckets)
+            checked_ms = check.checked_until_ms or resume_ms
+            progress["window"] = {
+                "start": format_ms(start_ms),
+                "end": format_ms(end_ms),
+                "checked_until": format_ms(checked_ms),
+                "bucket_seconds": window.bucket_ms // 1000,
+                "refresh": window.refresh,
+            }
+            progress[state.LAST_RUN] = _last_run(
+                client,
+                None,
+                pages=check.requests,
+                window_done=checked_ms >= end_ms,
+                **check.outcome(),
+            )
+
+        read = fleet(only)
+        yield from read.pages(read_gateway)
+        dlt.current.resource_state()[state.LAST_RUN] = read.outcome()
+
+    return aig_logs_reconcile

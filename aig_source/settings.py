@@ -64,6 +64,7 @@ TABLE_NAME = "aig_logs"
 SOURCE_SECTION = "aig_source"
 FORWARD_RESOURCE = "aig_logs"
 BACKFILL_RESOURCE = "aig_logs_backfill"
+RECONCILE_RESOURCE = "aig_logs_reconcile"
 CURSOR_FIELD = "created_at"
 
 LOADER_FILE_FORMATS: Dict[str, str] = {"duckdb": "parquet", "bigquery": "jsonl"}
@@ -132,3 +133,14 @@ TOP_MODELS = 8
 """Models the report's cost chart draws on their own; the rest are summed as `other`."""
 TOP_METADATA_TAGS = 20
 """Metadata key=value pairs the report lists, by cost."""
+
+DEFAULT_RECONCILE_WINDOW = "24h"
+DEFAULT_RECONCILE_MAX_REQUESTS = 1000
+"""Requests of one reconcile run, per gateway: a day of hourly buckets that agree takes 24, a
+month of daily ones 30; a missing log about log2(logs in its bucket / per_page) more."""
+RECONCILE_SETTLE_SECONDS = 60
+"""The window ends this long before the run starts: the newest logs are the forward job's."""
+RECONCILE_CHUNK_BUCKETS = 48
+"""Buckets reconciled per load: bounds what a kill can lose and what a run holds in memory."""
+RECONCILE_HOURLY_UP_TO_SECONDS = 2 * 86400
+"""Windows up to two days are checked in hourly buckets, longer ones in daily buckets."""

@@ -40,6 +40,8 @@ class Dialect:
     """`created_at` truncated to the UTC hour, as a timestamp."""
     percentile: Callable[[str, int], str]
     """Percentile `p` (0-100) of a column, ignoring nulls."""
+    epoch_ms: str
+    """`created_at` as milliseconds since the epoch."""
     metadata_entries: str
     """FROM-clause tail: one row per top-level key of `metadata`, columns `metadata_key`,
     `metadata_value` (text: a string unquoted, a number or boolean as written, an object or
@@ -52,6 +54,7 @@ DUCKDB = Dialect(
     day="CAST(timezone('UTC', created_at) AS DATE)",
     hour="timezone('UTC', date_trunc('hour', timezone('UTC', created_at)))",
     percentile=lambda column, p: f"quantile_disc({column}, {p / 100})",
+    epoch_ms="epoch_ms(created_at)",
     metadata_entries=(
         "CROSS JOIN unnest(json_keys(metadata)) AS entry(metadata_key)"
         " CROSS JOIN LATERAL (SELECT CASE"
@@ -66,6 +69,7 @@ BIGQUERY = Dialect(
     day="DATE(created_at)",
     hour="TIMESTAMP_TRUNC(created_at, HOUR)",
     percentile=lambda column, p: f"APPROX_QUANTILES({column}, 100)[OFFSET({p})]",
+    epoch_ms="UNIX_MILLIS(created_at)",
     # JSON_KEYS quotes a key that holds a period ("a.b"); the subscript needs it bare
     metadata_entries=(
         "CROSS JOIN UNNEST(JSON_KEYS(metadata, 1)) AS listed_key"
