@@ -335,6 +335,13 @@ def aig_logs_reconciliation(fleet: Callable[..., FleetRead], per_page: int) -> D
             )
             yield from check.buckets(resume_ms, end_ms, window.bucket_ms, window.max_buckets)
             checked_ms = check.checked_until_ms or resume_ms
+            if checked_ms >= end_ms:
+                # the window's last chunk: its feedback, written by the job after the load
+                feedback = check.feedback(start_ms, end_ms)
+                if feedback is None:
+                    checked_ms = min(checked_ms, end_ms - 1)
+                else:
+                    table.record_feedback(client.gateway_id, start_ms, end_ms, feedback)
             progress["window"] = {
                 "start": format_ms(start_ms),
                 "end": format_ms(end_ms),

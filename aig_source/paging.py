@@ -72,6 +72,8 @@ class LogReader:
     range_total: Optional[int] = None
     """`total_count` of everything `read` was asked for (its edge millisecond included when it
     resumed inside one), once its first request of the rest of the range was answered."""
+    filters: List[Dict[str, Any]] = field(default_factory=list)
+    """Filters every request carries besides the `created_at` range (`feedback eq 1`)."""
 
     def incomplete_note(self) -> Optional[Dict[str, Any]]:
         """The incomplete millisecond, for the run's `last_run` state and its summary."""
@@ -94,7 +96,7 @@ class LogReader:
         descending: bool = False,
     ) -> LogsPage:
         self.requests += 1
-        filters = created_at_filters(start_ms, end_ms)
+        filters = created_at_filters(start_ms, end_ms) + self.filters
         result = self.client.list_logs(filters, self.per_page, page, descending=descending)
         self.last_total = result.total_count
         for row in result.rows:

@@ -24,6 +24,9 @@ from .client import ApiResponseError, LogsApiClient
 from .paging import LogReader, Rows, created_at_filters
 from .timestamps import format_ms, parse_ms
 
+FEEDBACK_VALUES = (1, -1)
+"""Thumbs up and thumbs down, as the Logs API filters them."""
+
 TableLogs = Sequence[Tuple[int, str]]
 """(created_at in epoch ms, id) of the table's logs in a range, sorted."""
 
@@ -39,6 +42,12 @@ class TableSide(Protocol):
 
     def logs(self, gateway_id: str, start_ms: int, end_ms: int) -> TableLogs:
         """The table's logs in `[start_ms, end_ms)`, sorted by `created_at`."""
+        ...
+
+    def record_feedback(
+        self, gateway_id: str, start_ms: int, end_ms: int, feedback: Dict[str, int]
+    ) -> None:
+        """Notes the gateway's feedback in the range, written once the load committed."""
         ...
 
 
@@ -74,6 +83,7 @@ class WindowReconcile:
     """Logs the table holds that the gateway no longer has: kept."""
     reread: int = 0
     """Logs read again (all of a `--refresh`, or the leaves of the bisection)."""
+    feedback_requests: int = 0
     checked_until_ms: Optional[int] = None
     """Everything before this is reconciled; None before the first bucket."""
     cut: bool = False
@@ -166,6 +176,30 @@ class WindowReconcile:
             self.requests += reader.requests
             self.cut = self.cut or reader.cut or reader.incomplete is not None
 
+    def feedback(self, start_ms: int, end_ms: int) -> Optional[Dict[str, int]]:
+        """Every log of the range with feedback, and its value (1 or -1), by id; None when the
+        budget ran out first. The list endpoint never returns feedback, only filters by it, so
+        this costs a request per page of logs with feedback, not per page of the range."""
+        found: Dict[str, int] = {}
+        for value in FEEDBACK_VALUES:
+            if self.budget_left < 1:
+                self.cut = True
+                return None
+            reader = LogReader(
+                self.client,
+                self.per_page,
+                self.budget_left,
+                filters=[{"key": "feedback", "operator": "eq", "value": [value]}],
+            )
+            for rows in reader.read(start_ms, end_ms):
+                found.update((row["id"], value) for row in rows)
+            self.requests += reader.requests
+            self.feedback_requests += reader.requests
+            if reader.cut or reader.incomplete is not None:
+                self.cut = True
+                return None
+        return found
+
     def outcome(self) -> Dict[str, Any]:
         """The gateway's `last_run` figures."""
         return {
@@ -175,6 +209,7 @@ class WindowReconcile:
             "logs_gone_kept": self.gone,
             "logs_reread": self.reread,
             "reconcile_requests": self.requests,
+            "feedback_requests": self.feedback_requests,
             "checked_until": None
             if self.checked_until_ms is None
             else format_ms(self.checked_until_ms),

@@ -101,6 +101,12 @@ LOG_COLUMNS: Dict[str, TColumnSchema] = {
     "path": {"data_type": "text", "description": "Provider path"},
     "step": {"data_type": "bigint", "description": "Attempt index in a fallback chain"},
     "metadata": {"data_type": "json", "description": "cf-aig-metadata object, as sent"},
+    # the list endpoint never returns feedback: reconcile writes it, and every merge keeps it
+    "feedback": {
+        "data_type": "bigint",
+        "description": "Human feedback: 1 thumbs up, -1 thumbs down, null none (by reconcile)",
+        "x-kept-on-merge": True,  # type: ignore[typeddict-unknown-key]
+    },
     "ingested_at": {
         "data_type": "timestamp",
         "timezone": True,
@@ -122,6 +128,9 @@ ORIGIN_COLUMNS = ("gateway_id", "account_id")
 ENV_PREFIX = "SOURCES__AIG_SOURCE__"
 """Environment names users script against (a contract; see README)."""
 
+KEPT_ON_MERGE_HINT = "x-kept-on-merge"
+"""Column hint: a merge keeps the target row's value (the rows loaded never carry it; its own
+job writes it in place). Set on `feedback`."""
 BOUNDED_MERGE_HINT = "x-bounded-merge-column"
 """Table hint naming the column whose range in each batch bounds the merge's reads of the target
 (see `destinations/merge.py`); set on `aig_logs` to `created_at`, safe because the API never

@@ -1,4 +1,4 @@
-"""Carrying a table of the single-gateway versions into the fleet version.
+"""Carrying tables of older versions forward: columns they lack, and rows without a gateway.
 
 Rows loaded before the table had `gateway_id` and `account_id` have neither. The first run of
 this version moves the old state under the one configured gateway (`state.carry_over_one_gateway`)
@@ -14,31 +14,35 @@ once (see the README's cost section); later runs never repeat it.
 from __future__ import annotations
 
 import logging
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import dlt
 
-from .settings import ORIGIN_COLUMNS, SOURCE_SECTION, TABLE_NAME
+from .settings import LOG_COLUMNS, ORIGIN_COLUMNS, SOURCE_SECTION, TABLE_NAME
 from .state import ROWS_TO_FILL, source_state_of
 
 logger = logging.getLogger(__name__)
 
-ORIGIN_COLUMN_TYPES: Dict[str, str] = {"duckdb": "VARCHAR", "bigquery": "STRING"}
-"""How each destination names dlt's `text` type, for the columns added by hand."""
+COLUMN_TYPES: Dict[str, Dict[str, str]] = {
+    "duckdb": {"text": "VARCHAR", "bigint": "BIGINT"},
+    "bigquery": {"text": "STRING", "bigint": "INT64"},
+}
+"""How each destination names dlt's types, for the columns added by hand."""
 
 
-def add_missing_origin_columns(pipeline: dlt.Pipeline) -> List[str]:
-    """Adds `gateway_id` and `account_id` to a table that lacks them. dlt adds declared columns
-    only to tables its load writes rows to, so a first run of this version that found no new
-    log (an idle gateway) leaves them out; returns the columns it added."""
+def add_missing_columns(pipeline: dlt.Pipeline, names: Sequence[str]) -> List[str]:
+    """Adds declared columns a table of an older version lacks. dlt adds declared columns only
+    to tables its load writes rows to, so a run that found no new log (an idle gateway) leaves
+    them out; returns the columns it added."""
     with pipeline.destination_client() as job_client:
         _, columns = job_client.get_storage_table(TABLE_NAME)  # type: ignore[attr-defined]
-    missing = [name for name in ORIGIN_COLUMNS if name not in columns]
+    missing = [name for name in names if name not in columns]
     if missing:
-        column_type = ORIGIN_COLUMN_TYPES[pipeline.destination.destination_name]
+        types = COLUMN_TYPES[pipeline.destination.destination_name]
         with pipeline.sql_client() as client:
             table = client.make_qualified_table_name(TABLE_NAME)
             for name in missing:
+                column_type = types[str(LOG_COLUMNS[name]["data_type"])]
                 client.execute_sql(f"ALTER TABLE {table} ADD COLUMN {name} {column_type}")
         logger.info("added %s to %s", " and ".join(missing), TABLE_NAME)
     return missing
@@ -50,7 +54,7 @@ def fill_origin_columns(pipeline: dlt.Pipeline) -> int:
     pending = source_state_of(pipeline).get(ROWS_TO_FILL)
     if not pending:
         return 0
-    add_missing_origin_columns(pipeline)
+    add_missing_columns(pipeline, ORIGIN_COLUMNS)
     with pipeline.sql_client() as client:
         table = client.make_qualified_table_name(TABLE_NAME)
         empty = client.execute_sql(f"SELECT COUNT(*) FROM {table} WHERE gateway_id IS NULL")

@@ -42,6 +42,9 @@ class Dialect:
     """Percentile `p` (0-100) of a column, ignoring nulls."""
     epoch_ms: str
     """`created_at` as milliseconds since the epoch."""
+    timestamp: str
+    """A UTC timestamp constant (`{}`: ISO text ending in `Z`); on DuckDB a TIMESTAMPTZ, since a
+    plain TIMESTAMP would be read in the session's time zone when compared with `created_at`."""
     metadata_entries: str
     """FROM-clause tail: one row per top-level key of `metadata`, columns `metadata_key`,
     `metadata_value` (text: a string unquoted, a number or boolean as written, an object or
@@ -55,6 +58,7 @@ DUCKDB = Dialect(
     hour="timezone('UTC', date_trunc('hour', timezone('UTC', created_at)))",
     percentile=lambda column, p: f"quantile_disc({column}, {p / 100})",
     epoch_ms="epoch_ms(created_at)",
+    timestamp="TIMESTAMPTZ '{}'",
     metadata_entries=(
         "CROSS JOIN unnest(json_keys(metadata)) AS entry(metadata_key)"
         " CROSS JOIN LATERAL (SELECT CASE"
@@ -70,6 +74,7 @@ BIGQUERY = Dialect(
     hour="TIMESTAMP_TRUNC(created_at, HOUR)",
     percentile=lambda column, p: f"APPROX_QUANTILES({column}, 100)[OFFSET({p})]",
     epoch_ms="UNIX_MILLIS(created_at)",
+    timestamp="TIMESTAMP '{}'",
     # JSON_KEYS quotes a key that holds a period ("a.b"); the subscript needs it bare
     metadata_entries=(
         "CROSS JOIN UNNEST(JSON_KEYS(metadata, 1)) AS listed_key"

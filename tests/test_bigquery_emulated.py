@@ -18,6 +18,7 @@ import pytest
 
 from aig_source.jobs.backfill import run_backfill
 from aig_source.jobs.forward import run_forward
+from aig_source.jobs.reconcile import run_reconcile
 from aig_source.jobs.report import write_report
 from aig_source.runner import describe_failure
 
@@ -238,3 +239,30 @@ def test_views_on_bigquery_hold_the_figures_of_the_loaded_logs(
     ]
     assert headline["requests"] == len(in_period)
     assert headline["cost"] == pytest.approx(sum(log.fields.get("cost") or 0 for log in in_period))
+
+
+def test_reconcile_on_bigquery_loads_what_the_table_lacks_with_a_bounded_merge(
+    workspace: Workspace, bigquery: EmulatedBigQuery, tmp_path: Path
+) -> None:
+    stored = workspace.api.generate(300, hours=20)
+    pipeline = bigquery.pipeline(tmp_path)
+    for _ in range(10):
+        if not run_forward(
+            pipeline, **workspace.source_args(forward_start="21h")
+        ).page_budget_reached:
+            break
+    lost = [stored[10], stored[150], stored[290]]
+    ids = ", ".join(f"'{log.id}'" for log in lost)
+    query(pipeline, f"DELETE FROM {{table}} WHERE id IN ({ids})")
+    assert counts(pipeline) == (297, 297)
+    stored[20].feedback, stored[150].feedback = 1, -1
+
+    summary = run_reconcile(pipeline, since="24h", **workspace.source_args())
+
+    assert summary.totals["demo-gateway"]["logs_missing_loaded"] == 3
+    assert summary.problem() is None
+    assert counts(pipeline) == (300, 300)
+    feedback = query(pipeline, "SELECT id, feedback FROM {table} WHERE feedback IS NOT NULL")
+    assert sorted(feedback) == sorted([(stored[20].id, 1), (stored[150].id, -1)])
+    delete = next(s for s in merge_statements(pipeline) if s.startswith("DELETE"))
+    assert "d.`created_at` BETWEEN TIMESTAMP '" in delete

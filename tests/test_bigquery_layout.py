@@ -159,8 +159,13 @@ def test_every_statement_parses_and_the_merge_reads_a_constant_range(
         for tree in parsed:
             assert not isinstance(tree, exp.Command), f"sqlglot could not parse the {title} SQL"
 
-    delete, insert = trees["merge"]
+    keep, delete, insert = trees["merge"]
     assert isinstance(delete, exp.Delete) and isinstance(insert, exp.Insert)
+    # feedback is kept: each replaced row's value is copied into staging first, within the range
+    assert isinstance(keep, exp.Update) and keep.this.name == TABLE_NAME
+    assert "ai_gateway_staging" in keep.this.sql("bigquery")
+    assert [e.this.name for e in keep.expressions] == ["feedback"]
+    assert keep.args["where"].find(exp.Between) is not None
     assert delete.this.name == TABLE_NAME and delete.this.alias == "d"
     # WHERE <range> AND EXISTS(...): the range is a top-level conjunct, so BigQuery can prune
     where = delete.args["where"].this

@@ -4,6 +4,8 @@ counted and kept, and failures change nothing."""
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 from typing import Any, List
 
@@ -11,6 +13,7 @@ import pytest
 
 from aig_source.emulator import DEFAULT_GATEWAY_ID
 from aig_source.emulator.store import StoredLog
+from aig_source.jobs.backfill import run_backfill
 from aig_source.jobs.reconcile import ReconcileSummary, run_reconcile
 from aig_source.timestamps import format_ms
 
@@ -18,6 +21,8 @@ from .conftest import PROJECT_ROOT, Workspace, stored_ids
 
 RECONCILE_SCRIPT = PROJECT_ROOT / "pipelines" / "reconcile.py"
 HOUR_MS = 3_600_000
+FEEDBACK_READS = 2
+"""A window's feedback, when no log has any: one empty filtered read each for 1 and -1."""
 
 
 def load_day(workspace: Workspace, logs: int = 600) -> List[StoredLog]:
@@ -50,10 +55,15 @@ def test_an_agreeing_window_costs_one_request_a_bucket(workspace: Workspace) -> 
     assert window is not None and window.bucket_ms == HOUR_MS
     buckets = math.ceil((window.end_ms - window.start_ms) / HOUR_MS)
     assert figures(summary)["buckets_checked"] == buckets in (24, 25)
-    assert figures(summary)["reconcile_requests"] == buckets
-    assert list_requests(workspace) - before == buckets
+    # a count per bucket, and one filtered read each for thumbs up and thumbs down
+    assert figures(summary)["feedback_requests"] == FEEDBACK_READS
+    assert figures(summary)["reconcile_requests"] == buckets + FEEDBACK_READS
+    assert list_requests(workspace) - before == buckets + FEEDBACK_READS
     assert figures(summary)["logs_missing_loaded"] == 0 and summary.problem() is None
-    assert f"{DEFAULT_GATEWAY_ID} agrees ({buckets} buckets, {buckets} requests)" in summary.line()
+    assert summary.line().endswith(
+        f"; gateway {DEFAULT_GATEWAY_ID} agrees (feedback 0 up, 0 down (0 changed),"
+        f" {buckets} buckets, {buckets + FEEDBACK_READS} requests)."
+    )
 
 
 def test_a_log_visible_long_after_newer_ones_is_loaded_by_reconcile_not_forward(
@@ -72,11 +82,9 @@ def test_a_log_visible_long_after_newer_ones_is_loaded_by_reconcile_not_forward(
     assert late.id in workspace.ids()
     assert figures(summary)["logs_missing_loaded"] == 1
     assert sorted(workspace.ids()) == sorted(stored_ids(api))
-    # one bucket differs: halved down to a page of logs, then read
+    # the one bucket that differs holds fewer logs than a page: one read finds the late log
     buckets = figures(summary)["buckets_checked"]
-    assert (
-        figures(summary)["reconcile_requests"] <= buckets + math.ceil(math.log2(600 / 24 / 50)) + 2
-    )
+    assert figures(summary)["reconcile_requests"] == buckets + 1 + FEEDBACK_READS
 
 
 def test_missing_logs_in_several_hours_are_found_by_bisection(workspace: Workspace) -> None:
@@ -141,7 +149,7 @@ def test_a_budget_too_small_fails_naming_where_and_the_rerun_continues(
     assert second.problem() is None
     # it continued where the first stopped instead of checking the first ten buckets again
     assert figures(second)["buckets_checked"] == buckets - 10
-    assert figures(second)["reconcile_requests"] == buckets - 10
+    assert figures(second)["reconcile_requests"] == buckets - 10 + FEEDBACK_READS
 
 
 def test_a_persistent_5xx_exits_1_in_one_line_and_changes_nothing(workspace: Workspace) -> None:
@@ -163,3 +171,93 @@ def test_bad_arguments_are_refused(workspace: Workspace, option: str) -> None:
     result = workspace.script(option, value, script=RECONCILE_SCRIPT)
     assert result.returncode != 0
     assert option in result.stderr
+
+
+def test_refresh_replaces_metadata_edited_after_loading(
+    workspace: Workspace, caplog: pytest.LogCaptureFixture
+) -> None:
+    stored = load_day(workspace)
+    edited = stored[-50]
+    edited.fields["metadata"] = json.dumps({"team": "edited-later"})
+
+    def metadata_of_edited() -> Any:
+        rows = workspace.query(
+            f"SELECT CAST(metadata AS VARCHAR) FROM ai_gateway.aig_logs WHERE id = '{edited.id}'"
+        )
+        return json.loads(rows[0][0]) if rows[0][0] else None
+
+    plain = reconcile(workspace)
+    assert figures(plain)["buckets_differing"] == 0  # counts agree: an edit is invisible to them
+    assert metadata_of_edited() != {"team": "edited-later"}
+
+    caplog.set_level(logging.INFO, logger="aig_source")
+    refreshed = reconcile(workspace, refresh=True)
+
+    assert metadata_of_edited() == {"team": "edited-later"}
+    window = refreshed.window
+    assert window is not None and window.refresh
+    in_window = [log for log in stored if window.start_ms <= log.created_at_ms < window.end_ms]
+    assert figures(refreshed)["logs_reread"] == len(in_window)
+    assert figures(refreshed)["logs_missing_loaded"] == 0
+    assert sorted(workspace.ids()) == sorted(log.id for log in stored)
+    assert "refreshed" in refreshed.line()
+    # it said beforehand what the refresh would take, from the table's count of the window
+    buckets = math.ceil((window.end_ms - window.start_ms) / HOUR_MS)
+    expected = math.ceil(len(in_window) / 50) + buckets
+    estimate = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refresh:")]
+    assert estimate and f"takes about {expected:,} requests" in estimate[0]
+    assert figures(refreshed)["reconcile_requests"] <= expected
+
+
+def feedback_of(workspace: Workspace) -> dict:
+    return dict(
+        workspace.query("SELECT id, feedback FROM ai_gateway.aig_logs WHERE feedback IS NOT NULL")
+    )
+
+
+def test_feedback_is_loaded_changed_and_removed(workspace: Workspace) -> None:
+    stored = load_day(workspace)
+    up, down, later = stored[-5], stored[-6], stored[-7]
+    up.feedback, down.feedback = 1, -1
+
+    first = reconcile(workspace)
+
+    assert feedback_of(workspace) == {up.id: 1, down.id: -1}
+    assert figures(first)["feedback_changed"] == 2
+    # two filtered reads (thumbs up, thumbs down) of one page each: cost follows the logs with
+    # feedback, not the window
+    assert figures(first)["feedback_requests"] == 2
+    assert "feedback 1 up, 1 down (2 changed)" in first.line()
+
+    up.feedback, down.feedback, later.feedback = -1, None, 1
+    second = reconcile(workspace)
+
+    assert feedback_of(workspace) == {up.id: -1, later.id: 1}
+    assert figures(second)["feedback_changed"] == 3
+    assert reconcile(workspace).totals[DEFAULT_GATEWAY_ID]["feedback_changed"] == 0
+
+
+def test_feedback_survives_the_other_jobs_reading_its_log_again(workspace: Workspace) -> None:
+    api = workspace.api
+    stored = api.generate(400, hours=20)
+    workspace.run_until_caught_up(forward_start="1h")  # the forward job reads the last hour
+    history = run_backfill(workspace.pipeline(), max_pages=100, **workspace.source_args())
+    assert history.done and len(workspace.ids()) == 400
+    old = stored[10]  # hours below the origin: the backfill's
+    recent = api.make_log(api.now_ms() - 3 * 60_000)  # in the forward run's lookback window
+    api.add_logs([recent])
+    workspace.run()
+    old.feedback, recent.feedback = -1, 1
+    reconcile(workspace)
+    assert feedback_of(workspace) == {old.id: -1, recent.id: 1}
+
+    # a late log right before the recent one makes the forward run re-read the window's tail
+    api.add_logs([api.make_log(recent.created_at_ms - 500)])
+    forward = workspace.run()
+    assert forward.last_run_of(DEFAULT_GATEWAY_ID)["logs_reread"] >= 1
+    assert feedback_of(workspace) == {old.id: -1, recent.id: 1}
+
+    # a reset backfill reads the whole history below the origin again
+    again = run_backfill(workspace.pipeline(), reset=True, max_pages=100, **workspace.source_args())
+    assert again.logs_fetched == history.logs_fetched > 300
+    assert feedback_of(workspace) == {old.id: -1, recent.id: 1}

@@ -21,7 +21,7 @@ from aig_source.settings import ENV_PREFIX
 from .conftest import PROJECT_ROOT
 
 WORKFLOWS = sorted((PROJECT_ROOT / ".github" / "workflows").glob("*.yml"))
-SCHEDULED = [path for path in WORKFLOWS if path.stem in ("forward", "backfill")]
+SCHEDULED = [path for path in WORKFLOWS if path.stem in ("forward", "backfill", "reconcile")]
 DLT_NAMES = {
     "PIPELINE_NAME",
     "DESTINATION_TYPE",
@@ -58,7 +58,15 @@ def test_workflows_exist() -> None:
         "check",
         "accounts",
         "report",
+        "reconcile",
     }
+
+
+def test_reconcile_runs_daily_over_the_last_48_hours() -> None:
+    reconcile = load(PROJECT_ROOT / ".github" / "workflows" / "reconcile.yml")
+    assert reconcile["on"]["schedule"] == [{"cron": "23 3 * * *"}]
+    runs = [step.get("run", "") for step in reconcile["jobs"]["reconcile"]["steps"]]
+    assert "python pipelines/reconcile.py --since 48h" in runs
 
 
 def test_report_is_written_weekly_from_bigquery_and_kept_as_an_artifact() -> None:

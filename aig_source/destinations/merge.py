@@ -19,6 +19,10 @@ would survive as a duplicate id; `sql/duplicate_ids.sql` finds that case.
 
 The INSERT that follows reads only staging. The one extra query (MIN/MAX over the staging table)
 reads that small table only.
+
+Columns hinted `x-kept-on-merge` (`feedback`) are owned by the table, not by the rows loaded:
+before the delete, an UPDATE copies each replaced row's value into staging, bounded by the same
+range, so re-reading a log never clears them.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from dlt.common.destination.client import FollowupJobRequest
 from dlt.common.destination.typing import PreparedTableSchema
 from dlt.destinations.sql_client import SqlClientBase
 
-from ..settings import BOUNDED_MERGE_HINT
+from ..settings import BOUNDED_MERGE_HINT, KEPT_ON_MERGE_HINT
 
 TimeRange = Tuple[datetime, datetime]
 
@@ -79,8 +83,11 @@ class TimeRangeMergeJob:
     ) -> List[str]:
         root_table = table_chain[0]
         range_column = root_table.get(BOUNDED_MERGE_HINT)
-        if cls.range_condition is not None or not range_column:
+        if not range_column:
             return super().generate_sql(table_chain, sql_client)  # type: ignore[misc,no-any-return]
+        if cls.range_condition is not None:
+            statements: List[str] = super().generate_sql(table_chain, sql_client)  # type: ignore[misc]
+            return cls.kept_columns_sql(root_table, sql_client) + statements
         if range_column not in root_table["columns"]:
             raise ValueError(
                 f"table {root_table['name']} bounds its merge by {range_column}, which it lacks"
@@ -90,6 +97,27 @@ class TimeRangeMergeJob:
         time_range = staging_time_range(sql_client, staging_table_name, column_sql)
         bounded_job = cls.bounded_to(time_range, f"d.{column_sql}")
         return bounded_job.generate_sql(table_chain, sql_client)
+
+    @classmethod
+    def kept_columns_sql(
+        cls, root_table: PreparedTableSchema, sql_client: SqlClientBase[Any]
+    ) -> List[str]:
+        """The UPDATE that copies the columns hinted `x-kept-on-merge` from each target row the
+        batch replaces into its staging row: the rows loaded never carry them."""
+        columns = root_table["columns"].items()
+        kept = [
+            sql_client.escape_column_name(str(n)) for n, c in columns if c.get(KEPT_ON_MERGE_HINT)
+        ]
+        keys = [sql_client.escape_column_name(str(n)) for n, c in columns if c.get("primary_key")]
+        if not kept or not keys or cls.range_condition == "FALSE":
+            return []
+        target, staging = sql_client.get_qualified_table_names(str(root_table["name"]))
+        assignments = ", ".join(f"{name} = d.{name}" for name in kept)
+        matching = " AND ".join(f"s.{key} = d.{key}" for key in keys)
+        return [
+            f"UPDATE {staging} AS s SET {assignments} FROM {target} AS d"
+            f" WHERE {cls.range_condition} AND {matching}"
+        ]
 
     @classmethod
     def bounded_to(

@@ -3,17 +3,19 @@ it lacks (see `reconcile.py` for how), in chunks of buckets that each commit."""
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from .. import aig_source
 from ..client import AigSourceError
-from ..config import resolve_source_configuration
-from ..reconcile import ReconcileWindow, TableLogs
+from ..config import LogsApiSourceConfiguration, resolve_source_configuration
+from ..reconcile import FEEDBACK_VALUES, ReconcileWindow, TableLogs
 from ..runner import JobSummary, Loaded, format_duration, rows_before_run, run_resource
 from ..settings import (
     DEFAULT_RECONCILE_MAX_REQUESTS,
@@ -26,10 +28,14 @@ from ..settings import (
 )
 from ..state import LAST_RUN
 from ..timestamps import format_ms, moment_before_ms, now_ms
+from ..upgrade import add_missing_columns
 from ..views import dialect_of
+
+logger = logging.getLogger(__name__)
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
+FEEDBACK_COLUMN = "feedback"
 COUNTED = (
     "buckets_checked",
     "buckets_differing",
@@ -37,6 +43,7 @@ COUNTED = (
     "logs_gone_kept",
     "logs_reread",
     "reconcile_requests",
+    "feedback_requests",
 )
 
 
@@ -45,23 +52,26 @@ class WarehouseTable:
 
     def __init__(self, pipeline: dlt.Pipeline) -> None:
         self.pipeline = pipeline
-        self.epoch_ms = dialect_of(pipeline).epoch_ms
+        dialect = dialect_of(pipeline)
+        self.epoch_ms = dialect.epoch_ms
+        self.timestamp = dialect.timestamp
         self._lock = threading.Lock()  # gateways are reconciled in threads; one query at a time
+        self._feedback: Dict[str, Tuple[int, int, Dict[str, int]]] = {}
 
     def _query(self, sql: str, gateway_id: str, start_ms: int, end_ms: int) -> List[Any]:
         if TABLE_NAME not in self.pipeline.default_schema.tables:
             return []
         with self._lock, self.pipeline.sql_client() as client:
             table = client.make_qualified_table_name(TABLE_NAME)
-            bounded = (
-                f"FROM {table} WHERE gateway_id = %s"
-                f" AND created_at >= TIMESTAMP '{format_ms(start_ms)}'"
-                f" AND created_at < TIMESTAMP '{format_ms(end_ms)}'"
-            )
+            bounded = f"FROM {table} WHERE gateway_id = %s AND {self._between(start_ms, end_ms)}"
             try:
                 return list(client.execute_sql(sql.format(bounded=bounded), gateway_id) or [])
             except DatabaseUndefinedRelation:
                 return []
+
+    def _between(self, start_ms: int, end_ms: int) -> str:
+        start, end = (self.timestamp.format(format_ms(ms)) for ms in (start_ms, end_ms))
+        return f"created_at >= {start} AND created_at < {end}"
 
     def bucket_counts(
         self, gateway_id: str, start_ms: int, end_ms: int, bucket_ms: int
@@ -74,6 +84,78 @@ class WarehouseTable:
             end_ms,
         )
         return {int(bucket): int(logs) for bucket, logs in rows}
+
+    def record_feedback(
+        self, gateway_id: str, start_ms: int, end_ms: int, feedback: Dict[str, int]
+    ) -> None:
+        with self._lock:
+            self._feedback[gateway_id] = (start_ms, end_ms, feedback)
+
+    def write_feedback(self) -> Dict[str, Dict[str, int]]:
+        """Writes the feedback recorded since the last call into the table, in place: only rows
+        whose value differs change (a removed feedback goes back to null). Returns per gateway
+        the logs with thumbs up, down, and the rows changed."""
+        with self._lock:
+            recorded, self._feedback = self._feedback, {}
+        written: Dict[str, Dict[str, int]] = {}
+        if recorded:
+            add_missing_columns(self.pipeline, [FEEDBACK_COLUMN])
+        for gateway_id, (start_ms, end_ms, wanted) in recorded.items():
+            current = {
+                str(log_id): int(value)
+                for log_id, value in self._query(
+                    f"SELECT id, {FEEDBACK_COLUMN} {{bounded}} AND {FEEDBACK_COLUMN} IS NOT NULL",
+                    gateway_id,
+                    start_ms,
+                    end_ms,
+                )
+            }
+            stored = {log_id for _, log_id in self.logs(gateway_id, start_ms, end_ms)}
+            wanted = {log_id: value for log_id, value in wanted.items() if log_id in stored}
+            changed = {
+                log_id: wanted.get(log_id)
+                for log_id in set(current) | set(wanted)
+                if current.get(log_id) != wanted.get(log_id)
+            }
+            if changed:
+                self._update_feedback(gateway_id, start_ms, end_ms, changed)
+            written[gateway_id] = {
+                "feedback_up": sum(value == 1 for value in wanted.values()),
+                "feedback_down": sum(value == -1 for value in wanted.values()),
+                "feedback_changed": len(changed),
+            }
+        return written
+
+    def _update_feedback(
+        self, gateway_id: str, start_ms: int, end_ms: int, changed: Dict[str, Optional[int]]
+    ) -> None:
+        def ids(values: List[str]) -> str:
+            return ", ".join("'" + log_id.replace("'", "''") + "'" for log_id in sorted(values))
+
+        cases = " ".join(
+            f"WHEN id IN ({ids([i for i, v in changed.items() if v == value])}) THEN {value}"
+            for value in FEEDBACK_VALUES
+            if value in changed.values()
+        )
+        with self._lock, self.pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(TABLE_NAME)
+            client.execute_sql(
+                f"UPDATE {table} SET {FEEDBACK_COLUMN} = CASE {cases} ELSE NULL END"
+                f" WHERE gateway_id = %s AND {self._between(start_ms, end_ms)}"
+                f" AND id IN ({ids(list(changed))})",
+                gateway_id,
+            )
+
+    def window_count(self, start_ms: int, end_ms: int) -> int:
+        """Logs of every gateway in the window."""
+        if TABLE_NAME not in self.pipeline.default_schema.tables:
+            return 0
+        with self._lock, self.pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(TABLE_NAME)
+            rows = client.execute_sql(
+                f"SELECT COUNT(*) FROM {table} WHERE {self._between(start_ms, end_ms)}"
+            )
+        return int(rows[0][0]) if rows else 0
 
     def logs(self, gateway_id: str, start_ms: int, end_ms: int) -> TableLogs:
         rows = self._query(
@@ -122,6 +204,22 @@ def reconcile_window(
     )
 
 
+def refresh_estimate(
+    table: WarehouseTable, window: ReconcileWindow, settings: LogsApiSourceConfiguration
+) -> str:
+    """What a `--refresh` of the window will take, from the table's count of its logs."""
+    logs = table.window_count(window.start_ms, window.end_ms)
+    buckets = math.ceil((window.end_ms - window.start_ms) / window.bucket_ms)
+    requests = math.ceil(logs / settings.per_page) + buckets
+    seconds = requests / settings.rate_limit_requests * settings.rate_limit_window_seconds
+    return (
+        f"reading the whole window again takes about {requests:,} requests ({logs:,} logs loaded"
+        f" in it, {buckets} buckets), about {format_duration(seconds)} at"
+        f" {settings.rate_limit_requests} requests per {settings.rate_limit_window_seconds:g} s;"
+        f" the budget is {window.max_requests:,} requests per gateway"
+    )
+
+
 def _oldest_loaded_ms(pipeline: dlt.Pipeline) -> Optional[int]:
     if not pipeline.default_schema_name or TABLE_NAME not in pipeline.default_schema.tables:
         return None
@@ -166,11 +264,18 @@ class ReconcileSummary(JobSummary):
         if figures["logs_gone_kept"]:
             parts.append(f"{figures['logs_gone_kept']:,} gone from the gateway (kept)")
         if self.last_run_done(gateway_id):
-            state = "agrees" if not parts else "now agrees"
+            state = "now agrees" if figures["logs_missing_loaded"] else "agrees"
         else:
             state = "still unchecked from " + str(self.last_run_of(gateway_id).get("checked_until"))
-        detail = f"{figures['buckets_checked']} buckets, {figures['reconcile_requests']} requests"
-        return f"{state} ({', '.join([*parts, detail])})"
+        if "feedback_up" in figures:
+            parts.append(
+                f"feedback {figures['feedback_up']:,} up, {figures['feedback_down']:,} down"
+                f" ({figures['feedback_changed']:,} changed)"
+            )
+        parts.append(
+            f"{figures['buckets_checked']} buckets, {figures['reconcile_requests']} requests"
+        )
+        return f"{state} ({', '.join(parts)})"
 
     def line(self) -> str:
         text = self.counts_text()
@@ -184,6 +289,9 @@ class ReconcileSummary(JobSummary):
             )
         if not self.gateways and not self.failed:
             return text + "; no gateway to read."
+        if not self.fleet and self.gateways:
+            gateway_id = next(iter(self.gateways))
+            return text + f"; gateway {gateway_id} {self.describe(gateway_id)}."
         return text + "; " + self.gateway_parts(self.describe) + "."
 
     def problem(self) -> Optional[str]:
@@ -222,11 +330,13 @@ def run_reconcile(
     Returns:
         The run's summary, over all its chunks.
     """
-    resolve_source_configuration(**source_args)
+    settings = resolve_source_configuration(**source_args)
     rows = rows_before_run(pipeline)
     budget = max_requests or DEFAULT_RECONCILE_MAX_REQUESTS
     window = reconcile_window(pipeline, since, all_history, now_ms(), budget, refresh)
     table = WarehouseTable(pipeline)
+    if refresh:
+        logger.info("refresh: %s", refresh_estimate(table, window, settings))
     totals = ReconcileSummary(pipeline_name=pipeline.pipeline_name, window=window)
     budgets: Dict[str, int] = {}
     only: Optional[List[str]] = None
@@ -238,6 +348,8 @@ def run_reconcile(
         loaded = run_resource(pipeline, source, RECONCILE_RESOURCE, rows)
         rows = loaded.rows_after
         totals.add(loaded)
+        for gateway_id, feedback in table.write_feedback().items():
+            totals.totals.setdefault(gateway_id, dict.fromkeys(COUNTED, 0)).update(feedback)
         read = loaded.state.get(LAST_RUN, {}).get("gateways", ())
         for gateway_id in read:
             spent = totals.totals.get(gateway_id, {}).get("reconcile_requests", 0)
