@@ -353,6 +353,7 @@ def aig_logs_reconciliation(fleet: Callable[..., FleetRead], per_page: int) -> D
                 client,
                 None,
                 pages=check.requests,
+                logs_fetched=check.reread,
                 window_done=checked_ms >= end_ms,
                 **check.outcome(),
             )

@@ -81,6 +81,7 @@ def test_a_log_visible_long_after_newer_ones_is_loaded_by_reconcile_not_forward(
 
     assert late.id in workspace.ids()
     assert figures(summary)["logs_missing_loaded"] == 1
+    assert summary.logs_new == 1 and summary.logs_fetched >= 1
     assert sorted(workspace.ids()) == sorted(stored_ids(api))
     # the one bucket that differs holds fewer logs than a page: one read finds the late log
     buckets = figures(summary)["buckets_checked"]
@@ -261,3 +262,23 @@ def test_feedback_survives_the_other_jobs_reading_its_log_again(workspace: Works
     again = run_backfill(workspace.pipeline(), reset=True, max_pages=100, **workspace.source_args())
     assert again.logs_fetched == history.logs_fetched > 300
     assert feedback_of(workspace) == {old.id: -1, recent.id: 1}
+
+
+@pytest.mark.slow
+def test_a_kill_mid_reconcile_loses_nothing_and_the_rerun_completes(workspace: Workspace) -> None:
+    stored = load_day(workspace, logs=1200)
+    lost = stored[::60]  # twenty logs, about one an hour
+    with workspace.pipeline().sql_client() as client:
+        ids = ", ".join(f"'{log.id}'" for log in lost)
+        client.execute_sql(f"DELETE FROM ai_gateway.aig_logs WHERE id IN ({ids})")
+
+    process = workspace.start(script=RECONCILE_SCRIPT)
+    workspace.kill_after(process, requests=30)
+
+    after_kill = workspace.ids()
+    assert len(after_kill) == len(set(after_kill)) <= 1200
+    rerun = workspace.script(script=RECONCILE_SCRIPT)
+    assert rerun.returncode == 0, rerun.stderr
+    ids_now = workspace.ids()
+    assert sorted(ids_now) == sorted(log.id for log in stored)
+    assert f"gateway {DEFAULT_GATEWAY_ID} " in rerun.stdout and "agrees" in rerun.stdout

@@ -250,6 +250,14 @@ class ReconcileSummary(JobSummary):
             for key in COUNTED:
                 counted[key] += int(last_run.get(key, 0))
 
+    def counts_text(self) -> str:
+        refreshed = bool(self.window and self.window.refresh)
+        loaded = "merged" if refreshed else "loaded, the rest left as they were"
+        return (
+            f"{self.pipeline_name} {self.job}: {self.logs_fetched:,} logs read"
+            f" ({self.logs_new:,} missing, {loaded}), {self.api_requests:,} API requests"
+        )
+
     def last_run_done(self, gateway_id: str) -> bool:
         return bool(self.last_run_of(gateway_id).get("window_done"))
 
