@@ -282,3 +282,29 @@ def test_a_kill_mid_reconcile_loses_nothing_and_the_rerun_completes(workspace: W
     ids_now = workspace.ids()
     assert sorted(ids_now) == sorted(log.id for log in stored)
     assert f"gateway {DEFAULT_GATEWAY_ID} " in rerun.stdout and "agrees" in rerun.stdout
+
+
+def test_all_starts_at_the_oldest_log_loaded(workspace: Workspace) -> None:
+    stored = workspace.api.generate(200, hours=70)  # three days: daily buckets
+    workspace.run_until_caught_up(forward_start="72h")
+
+    summary = reconcile(workspace, all_history=True)
+
+    window = summary.window
+    assert window is not None and window.bucket_ms == 24 * HOUR_MS
+    oldest = min(log.created_at_ms for log in stored)
+    assert window.start_ms == oldest // window.bucket_ms * window.bucket_ms
+    assert figures(summary)["buckets_checked"] == math.ceil(
+        (window.end_ms - window.start_ms) / window.bucket_ms
+    )
+    assert summary.problem() is None and figures(summary)["logs_missing_loaded"] == 0
+
+
+def test_all_on_an_empty_table_says_to_run_forward_first(workspace: Workspace) -> None:
+    result = workspace.script("--all", script=RECONCILE_SCRIPT)
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        "error: Nothing to reconcile: table aig_logs has no logs yet. Run pipelines/forward.py"
+        " first.\n"
+    )
