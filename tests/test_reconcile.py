@@ -308,3 +308,14 @@ def test_all_on_an_empty_table_says_to_run_forward_first(workspace: Workspace) -
         "error: Nothing to reconcile: table aig_logs has no logs yet. Run pipelines/forward.py"
         " first.\n"
     )
+
+
+def test_on_an_empty_destination_it_loads_the_whole_window(workspace: Workspace) -> None:
+    api = workspace.api
+    # older than the last minute, which the window leaves to the forward job
+    stored = api.generate(120, hours=3, end_ms=api.now_ms() - 120_000)
+
+    summary = reconcile(workspace, since="6h")
+
+    assert sorted(workspace.ids()) == sorted(log.id for log in stored)
+    assert figures(summary)["logs_missing_loaded"] == 120 and summary.problem() is None

@@ -58,8 +58,12 @@ class WarehouseTable:
         self._lock = threading.Lock()  # gateways are reconciled in threads; one query at a time
         self._feedback: Dict[str, Tuple[int, int, Dict[str, int]]] = {}
 
+    def _loaded(self) -> bool:
+        pipeline = self.pipeline
+        return bool(pipeline.default_schema_name) and TABLE_NAME in pipeline.default_schema.tables
+
     def _query(self, sql: str, gateway_id: str, start_ms: int, end_ms: int) -> List[Any]:
-        if TABLE_NAME not in self.pipeline.default_schema.tables:
+        if not self._loaded():
             return []
         with self._lock, self.pipeline.sql_client() as client:
             table = client.make_qualified_table_name(TABLE_NAME)
@@ -148,7 +152,7 @@ class WarehouseTable:
 
     def window_count(self, start_ms: int, end_ms: int) -> int:
         """Logs of every gateway in the window."""
-        if TABLE_NAME not in self.pipeline.default_schema.tables:
+        if not self._loaded():
             return 0
         with self._lock, self.pipeline.sql_client() as client:
             table = client.make_qualified_table_name(TABLE_NAME)
