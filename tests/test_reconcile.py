@@ -33,8 +33,12 @@ def load_day(workspace: Workspace, logs: int = 600) -> List[StoredLog]:
     return stored
 
 
-def reconcile(workspace: Workspace, **kwargs: Any) -> ReconcileSummary:
-    return run_reconcile(workspace.pipeline(), **kwargs, **workspace.source_args())
+def reconcile(
+    workspace: Workspace, gateway_id: str = DEFAULT_GATEWAY_ID, **kwargs: Any
+) -> ReconcileSummary:
+    return run_reconcile(
+        workspace.pipeline(), **kwargs, **workspace.source_args(gateway_id=gateway_id)
+    )
 
 
 def figures(summary: ReconcileSummary) -> dict:
@@ -319,3 +323,29 @@ def test_on_an_empty_destination_it_loads_the_whole_window(workspace: Workspace)
 
     assert sorted(workspace.ids()) == sorted(log.id for log in stored)
     assert figures(summary)["logs_missing_loaded"] == 120 and summary.problem() is None
+
+
+def test_every_gateway_of_the_fleet_is_reconciled_on_its_own(workspace: Workspace) -> None:
+    api = workspace.api
+    api.add_gateway("app-b")
+    end = api.now_ms() - 120_000
+    first = api.generate(300, hours=20, end_ms=end)
+    second = api.generate(200, hours=20, end_ms=end, gateway_id="app-b")
+    workspace.run_until_caught_up(gateway_id="*", forward_start="21h")
+    lost = [first[7], second[11], second[150]]
+    with workspace.pipeline().sql_client() as client:
+        ids = ", ".join(f"'{log.id}'" for log in lost)
+        client.execute_sql(f"DELETE FROM ai_gateway.aig_logs WHERE id IN ({ids})")
+    second[40].feedback = 1
+
+    summary = reconcile(workspace, gateway_id="*")
+
+    assert summary.totals[DEFAULT_GATEWAY_ID]["logs_missing_loaded"] == 1
+    assert summary.totals["app-b"]["logs_missing_loaded"] == 2
+    assert summary.totals["app-b"]["feedback_up"] == 1
+    assert summary.totals[DEFAULT_GATEWAY_ID]["feedback_up"] == 0
+    assert feedback_of(workspace) == {second[40].id: 1}
+    rows = workspace.query("SELECT gateway_id, COUNT(*) FROM ai_gateway.aig_logs GROUP BY ALL")
+    assert sorted(rows) == [("app-b", 200), (DEFAULT_GATEWAY_ID, 300)]
+    assert "2 gateways: app-b now agrees (2 missing logs loaded" in summary.line()
+    assert f"{DEFAULT_GATEWAY_ID} now agrees (1 missing logs loaded" in summary.line()
