@@ -30,6 +30,7 @@ from .settings import (
     TIE_MAX_PASSES,
 )
 from .state import GATEWAYS, LAST_RUN, resource_state_of
+from .table import table_declared
 from .upgrade import fill_origin_columns
 from .views import ensure_views
 
@@ -106,7 +107,7 @@ def count_rows(pipeline: dlt.Pipeline, table: str = TABLE_NAME) -> int:
 
     On BigQuery an unfiltered COUNT(*) is answered from table metadata and bills no bytes.
     """
-    if not pipeline.default_schema_name or table not in pipeline.default_schema.tables:
+    if not table_declared(pipeline, table):
         return 0
     try:
         with pipeline.sql_client() as client:

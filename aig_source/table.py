@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
+import dlt
 from dlt.destinations.adapters import bigquery_adapter
 from dlt.sources import DltResource
 
@@ -26,6 +27,12 @@ TABLE_HINTS: Dict[str, Any] = {
     "columns": LOG_COLUMNS,
 }
 """The hints of every resource that loads `aig_logs`."""
+
+
+def table_declared(pipeline: dlt.Pipeline, table: str = TABLE_NAME) -> bool:
+    """Whether the pipeline's schema holds `table` (after a load, or a sync from the
+    destination); False before the first load."""
+    return bool(pipeline.default_schema_name) and table in pipeline.default_schema.tables
 
 
 def declare_table(resource: DltResource) -> DltResource:

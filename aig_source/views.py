@@ -22,6 +22,7 @@ import dlt
 
 from .client import AigSourceError
 from .settings import TABLE_NAME
+from .table import table_declared
 
 logger = logging.getLogger(__name__)
 
@@ -277,7 +278,7 @@ def view_statements(dialect: Dialect, qualify: Callable[[str], str]) -> Dict[str
 def ensure_views(pipeline: dlt.Pipeline) -> List[str]:
     """Creates the views that are missing and replaces those whose definition changed; returns
     the names of those it wrote. Does nothing before `aig_logs` exists."""
-    if not pipeline.default_schema_name or TABLE_NAME not in pipeline.default_schema.tables:
+    if not table_declared(pipeline):
         return []
     if destination_name(pipeline) not in DIALECTS:
         logger.warning(

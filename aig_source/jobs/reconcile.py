@@ -27,6 +27,7 @@ from ..settings import (
     TABLE_NAME,
 )
 from ..state import LAST_RUN
+from ..table import table_declared
 from ..timestamps import format_ms, moment_before_ms, now_ms
 from ..upgrade import add_missing_columns
 from ..views import dialect_of
@@ -58,12 +59,8 @@ class WarehouseTable:
         self._lock = threading.Lock()  # gateways are reconciled in threads; one query at a time
         self._feedback: Dict[str, Tuple[int, int, Dict[str, int]]] = {}
 
-    def _loaded(self) -> bool:
-        pipeline = self.pipeline
-        return bool(pipeline.default_schema_name) and TABLE_NAME in pipeline.default_schema.tables
-
     def _query(self, sql: str, gateway_id: str, start_ms: int, end_ms: int) -> List[Any]:
-        if not self._loaded():
+        if not table_declared(self.pipeline):
             return []
         with self._lock, self.pipeline.sql_client() as client:
             table = client.make_qualified_table_name(TABLE_NAME)
@@ -152,7 +149,7 @@ class WarehouseTable:
 
     def window_count(self, start_ms: int, end_ms: int) -> int:
         """Logs of every gateway in the window."""
-        if not self._loaded():
+        if not table_declared(self.pipeline):
             return 0
         with self._lock, self.pipeline.sql_client() as client:
             table = client.make_qualified_table_name(TABLE_NAME)
@@ -225,7 +222,7 @@ def refresh_estimate(
 
 
 def _oldest_loaded_ms(pipeline: dlt.Pipeline) -> Optional[int]:
-    if not pipeline.default_schema_name or TABLE_NAME not in pipeline.default_schema.tables:
+    if not table_declared(pipeline):
         return None
     epoch_ms = dialect_of(pipeline).epoch_ms
     with pipeline.sql_client() as client:

@@ -15,6 +15,7 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from ..client import AigSourceError
 from ..settings import DEFAULT_REPORT_DAYS, DEFAULT_REPORT_PATH, TABLE_NAME, TOP_METADATA_TAGS
+from ..table import table_declared
 from ..views import MODEL, Dialect, dialect_of
 
 Progress = Callable[[str], None]
@@ -201,7 +202,7 @@ def collect_report(
         dataset=pipeline.dataset_name,
     )
     pipeline.sync_destination()
-    if not pipeline.default_schema_name or TABLE_NAME not in pipeline.default_schema.tables:
+    if not table_declared(pipeline):
         raise AigSourceError(missing_message(pipeline, table_missing=True))
     with pipeline.sql_client() as client:
         statements = ReportQueries(dialect, client.make_qualified_table_name, start, end)
