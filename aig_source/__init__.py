@@ -122,7 +122,10 @@ def aig_source(
 
 
 def _last_run(
-    client: LogsApiClient, reader: Optional[LogReader], **progress: Any
+    client: LogsApiClient,
+    pages: int,
+    incomplete: Optional[Dict[str, Any]] = None,
+    **progress: Any,
 ) -> Dict[str, Any]:
     """What a run did, kept in its resource's state (`last_run`) for the summary and for
     `dlt pipeline aig_logs info -v`: requests (retries included), pages (what the budget counts),
@@ -132,11 +135,11 @@ def _last_run(
         "finished_at": format_ms(timestamps.now_ms()),
         "api_requests": client.requests_made,
         "rate_limited": client.rate_limited,
-        "pages": reader.requests if reader else progress.pop("pages", 0),
+        "pages": pages,
         "pacing": {"requests": pacer.requests, "window_seconds": pacer.window_seconds}
         if pacer
         else None,
-        "incomplete_millisecond": reader.incomplete_note() if reader else None,
+        "incomplete_millisecond": incomplete,
         **progress,
     }
 
@@ -190,7 +193,8 @@ def aig_logs_forward(
             gateway_newest = forward.newest_ms
         progress[state.LAST_RUN] = _last_run(
             client,
-            reader,
+            reader.requests,
+            reader.incomplete_note(),
             logs_fetched=fetched,
             logs_reread=forward.rows_reread,
             logs_unchanged_skipped=cursor_rows.unchanged,
@@ -267,7 +271,8 @@ def aig_logs_history(
             out_of_time = deadline is not None and time.monotonic() >= deadline
             progress[state.LAST_RUN] = _last_run(
                 client,
-                reader,
+                reader.requests,
+                reader.incomplete_note(),
                 logs_fetched=walk.fetched,
                 logs_new=walk.new,
                 logs_remaining_estimate=walk.remaining,
@@ -351,8 +356,7 @@ def aig_logs_reconciliation(fleet: Callable[..., FleetRead], per_page: int) -> D
             }
             progress[state.LAST_RUN] = _last_run(
                 client,
-                None,
-                pages=check.requests,
+                check.requests,
                 logs_fetched=check.reread,
                 window_done=checked_ms >= end_ms,
                 **check.outcome(),
