@@ -7,7 +7,7 @@ import logging
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
@@ -111,7 +111,7 @@ class WarehouseTable:
                     end_ms,
                 )
             }
-            stored = {log_id for _, log_id in self.logs(gateway_id, start_ms, end_ms)}
+            stored = self._stored(gateway_id, start_ms, end_ms, list(wanted))
             wanted = {log_id: value for log_id, value in wanted.items() if log_id in stored}
             changed = {
                 log_id: wanted.get(log_id)
@@ -127,14 +127,20 @@ class WarehouseTable:
             }
         return written
 
+    def _stored(self, gateway_id: str, start_ms: int, end_ms: int, ids: List[str]) -> Set[str]:
+        """Which of `ids` the table holds in the range (only those can take feedback)."""
+        if not ids:
+            return set()
+        rows = self._query(
+            f"SELECT id {{bounded}} AND id IN ({_id_list(ids)})", gateway_id, start_ms, end_ms
+        )
+        return {str(log_id) for (log_id,) in rows}
+
     def _update_feedback(
         self, gateway_id: str, start_ms: int, end_ms: int, changed: Dict[str, Optional[int]]
     ) -> None:
-        def ids(values: List[str]) -> str:
-            return ", ".join("'" + log_id.replace("'", "''") + "'" for log_id in sorted(values))
-
         cases = " ".join(
-            f"WHEN id IN ({ids([i for i, v in changed.items() if v == value])}) THEN {value}"
+            f"WHEN id IN ({_id_list([i for i, v in changed.items() if v == value])}) THEN {value}"
             for value in FEEDBACK_VALUES
             if value in changed.values()
         )
@@ -143,7 +149,7 @@ class WarehouseTable:
             client.execute_sql(
                 f"UPDATE {table} SET {FEEDBACK_COLUMN} = CASE {cases} ELSE NULL END"
                 f" WHERE gateway_id = %s AND {self._between(start_ms, end_ms)}"
-                f" AND id IN ({ids(list(changed))})",
+                f" AND id IN ({_id_list(list(changed))})",
                 gateway_id,
             )
 
@@ -166,6 +172,11 @@ class WarehouseTable:
             end_ms,
         )
         return [(int(stamp), str(log_id)) for stamp, log_id in rows]
+
+
+def _id_list(ids: List[str]) -> str:
+    """Log ids as a SQL list of string constants."""
+    return ", ".join("'" + log_id.replace("'", "''") + "'" for log_id in sorted(ids))
 
 
 def reconcile_window(
