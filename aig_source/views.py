@@ -113,6 +113,18 @@ class View:
     """The view's query for a dialect and the qualified name of `aig_logs`."""
 
 
+USAGE_MEASURES = ",\n  ".join(
+    (
+        f"{_count_if('success = FALSE')} AS errors",
+        f"{_count_if('cached = TRUE')} AS cached_requests",
+        f"{_total('tokens_in')} AS tokens_in",
+        f"{_total('tokens_out')} AS tokens_out",
+        f"{_total('cost')} AS cost",
+    )
+)
+"""The measures `aig_usage_daily` and `aig_traffic_hourly` share, after `requests`."""
+
+
 def _usage_daily(d: Dialect, table: str) -> str:
     return f"""SELECT
   {d.day} AS day,
@@ -120,11 +132,7 @@ def _usage_daily(d: Dialect, table: str) -> str:
   provider,
   {MODEL} AS model,
   COUNT(*) AS requests,
-  {_count_if("success = FALSE")} AS errors,
-  {_count_if("cached = TRUE")} AS cached_requests,
-  {_total("tokens_in")} AS tokens_in,
-  {_total("tokens_out")} AS tokens_out,
-  {_total("cost")} AS cost
+  {USAGE_MEASURES}
 FROM {table}
 GROUP BY 1, 2, 3, 4"""
 
@@ -200,11 +208,7 @@ def _traffic_hourly(d: Dialect, table: str) -> str:
   provider,
   {MODEL} AS model,
   COUNT(*) AS requests,
-  {_count_if("success = FALSE")} AS errors,
-  {_count_if("cached = TRUE")} AS cached_requests,
-  {_total("tokens_in")} AS tokens_in,
-  {_total("tokens_out")} AS tokens_out,
-  {_total("cost")} AS cost
+  {USAGE_MEASURES}
 FROM {table}
 GROUP BY 1, 2, 3, 4, 5"""
 
