@@ -21,7 +21,9 @@ from typing import Any, Dict
 
 import pytest
 
+from aig_source.client import AigSourceError
 from aig_source.emulator import DEFAULT_ACCOUNT_ID, DEFAULT_GATEWAY_ID, StoredLog
+from aig_source.jobs.reconcile import run_reconcile
 from aig_source.runner import describe_failure
 from aig_source.state import BACKFILL_GAP, ORIGINS, ROWS_TO_FILL
 from aig_source.timestamps import parse_ms
@@ -156,3 +158,30 @@ def test_first_run_after_the_upgrade_with_no_new_logs_still_fills_the_rows(
     views = workspace.query("SELECT COUNT(*) FROM duckdb_views() WHERE schema_name = 'ai_gateway'")
     assert views == [(len(VIEW_NAMES),)]
     assert ROWS_TO_FILL not in committed_source_state(workspace)
+
+
+def test_reconcile_adds_feedback_to_a_previous_versions_table(workspace: Workspace) -> None:
+    """0.1.0's table has no feedback column. A reconcile after the carry-over still gets it
+    (dlt adds declared columns only to tables a load writes rows to), and writes the feedback."""
+    restore_previous_version(workspace)
+    loaded = set(workspace.ids())
+    rated = next(log for log in workspace.api.gateway().store.snapshot() if log.id in loaded)
+    rated.feedback = 1
+
+    # its rows have no gateway_id until a forward run carries them over: reconcile says so
+    with pytest.raises(AigSourceError, match=r"Run pipelines/forward\.py once first"):
+        run_reconcile(workspace.pipeline(), all_history=True, **workspace.source_args())
+    assert workspace.run().logs_new == 0  # the carry-over, loading no row
+
+    summary = run_reconcile(workspace.pipeline(), all_history=True, **workspace.source_args())
+
+    assert summary.totals[DEFAULT_GATEWAY_ID]["feedback_up"] == 1
+    columns = {row[0] for row in workspace.query("DESCRIBE ai_gateway.aig_logs")}
+    assert "feedback" in columns
+    assert workspace.query(
+        "SELECT id, feedback FROM ai_gateway.aig_logs WHERE feedback IS NOT NULL"
+    ) == [(rated.id, 1)]
+    assert loaded <= set(workspace.ids())
+    assert workspace.query("SELECT COUNT(*) FROM ai_gateway.aig_logs WHERE gateway_id IS NULL") == [
+        (0,)
+    ]

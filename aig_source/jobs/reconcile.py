@@ -26,7 +26,7 @@ from ..settings import (
     RECONCILE_SETTLE_SECONDS,
     TABLE_NAME,
 )
-from ..state import LAST_RUN
+from ..state import LAST_RUN, ROWS_TO_FILL, has_single_gateway_state, source_state_of
 from ..table import table_declared
 from ..timestamps import format_ms, moment_before_ms, now_ms
 from ..upgrade import add_missing_columns
@@ -352,6 +352,15 @@ def run_reconcile(
     """
     settings = resolve_source_configuration(**source_args)
     rows = rows_before_run(pipeline)
+    committed = source_state_of(pipeline)
+    if has_single_gateway_state(committed) or committed.get(ROWS_TO_FILL):
+        # reconcile reads the table by gateway_id, which the older version's rows do not have
+        # until the upgrade of a forward or backfill run fills it in
+        raise AigSourceError(
+            f"Table {TABLE_NAME} and its state were written by an older version, whose rows have"
+            " no gateway_id yet. Run pipelines/forward.py once first (it carries them over),"
+            " then reconcile."
+        )
     budget = max_requests or DEFAULT_RECONCILE_MAX_REQUESTS
     window = reconcile_window(pipeline, since, all_history, now_ms(), budget, refresh)
     table = WarehouseTable(pipeline)
