@@ -14,8 +14,9 @@ from .client import AigSourceError, LogsApiClient, config_hint
 from .config import resolve_source_configuration
 from .paging import created_at_filters
 from .runner import describe_failure, format_duration, make_pipeline, missing_config_message
-from .settings import ALL_GATEWAYS
+from .settings import ALL_GATEWAYS, TABLE_NAME
 from .timestamps import now_ms
+from .worker.warehouse import foreign_table_problem
 
 DAY_SECONDS = 86_400
 STOP_INSERTING_WARN_DAYS = 30
@@ -227,8 +228,11 @@ def check_destination(pipeline: dlt.Pipeline) -> List[CheckResult]:
                 client.execute_sql("SELECT 1 AS reachable")
                 credentials = pipeline.destination_client().config.credentials
                 detail = f"{credentials} opens and answers queries"
+        problem = foreign_table_problem(pipeline)  # a Worker view where the table belongs
     except Exception as error:  # every failure is one line naming the fix
         return [_fail(subject, describe_failure(error, demo_hint=False))]
+    if problem:
+        return [_ok(subject, detail), _fail(f"Table {TABLE_NAME}", problem)]
     return [_ok(subject, detail)]
 
 

@@ -33,6 +33,7 @@ from .state import GATEWAYS, LAST_RUN, resource_state_of
 from .table import table_declared
 from .upgrade import fill_origin_columns
 from .views import ensure_views
+from .worker.warehouse import ensure_table_is_ours
 
 logger = logging.getLogger(__name__)
 
@@ -234,8 +235,11 @@ class Loaded:
 
 
 def rows_before_run(pipeline: dlt.Pipeline) -> int:
-    """The table's rows before a run; syncs first, so a fresh machine counts the destination's."""
+    """The table's rows before a run; syncs first, so a fresh machine counts the destination's.
+    Stops with one line, before anything loads, when `aig_logs` in the dataset is not this
+    pipeline's table (the old Worker's view, typically)."""
     pipeline.sync_destination()
+    ensure_table_is_ours(pipeline)
     return count_rows(pipeline)
 
 

@@ -153,3 +153,30 @@ RECONCILE_CHUNK_BUCKETS = 48
 """Buckets reconciled per load: bounds what a kill can lose and what a run holds in memory."""
 RECONCILE_HOURLY_UP_TO_SECONDS = 2 * 86400
 """Windows up to two days are checked in hourly buckets, longer ones in daily buckets."""
+
+WORKER_IMPORT_RESOURCE = "aig_logs_worker_import"
+DEFAULT_WORKER_TABLE = "aig_logs_raw"
+"""The old Worker's table of streamed rows (its view `aig_logs` deduplicates it)."""
+WORKER_RENAMED_OBJECT = "aig_logs_worker"
+"""The name suggested for a Worker view or table found where this pipeline's table belongs."""
+IMPORTED_FROM_COLUMN = "imported_from"
+IMPORTED_FROM_PREFIX = "worker:"
+IMPORT_COLUMNS: Dict[str, TColumnSchema] = {
+    IMPORTED_FROM_COLUMN: {
+        "data_type": "text",
+        "description": (
+            "Set on rows imported from the old Worker's table (worker:<its table>); null once"
+            " the row is read from the API, and on every row read from it"
+        ),
+    },
+}
+"""The column the Worker import adds; a forward or backfill run merging over an imported row
+replaces it with the API's row, whose `imported_from` is null."""
+IMPORT_CHUNK_ROWS = 500_000
+"""Rows of the Worker's table read per load (whole UTC days; a larger day is a chunk of its own):
+bounds what a kill can lose; each chunk's query bills BigQuery's 10 MB minimum at least."""
+IMPORT_BATCH_ROWS = 10_000
+"""Rows fetched from the warehouse at once while a chunk streams into the load."""
+PRICE_PER_TIB_SCANNED = 6.25
+"""BigQuery on-demand query price in USD per TiB (first TiB of a month free)."""
+BIGQUERY_MIN_BYTES_PER_QUERY = 10 * 1024 * 1024

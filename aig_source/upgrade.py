@@ -24,10 +24,22 @@ from .state import ROWS_TO_FILL, source_state_of
 logger = logging.getLogger(__name__)
 
 COLUMN_TYPES: Dict[str, Dict[str, str]] = {
-    "duckdb": {"text": "VARCHAR", "bigint": "BIGINT"},
-    "bigquery": {"text": "STRING", "bigint": "INT64"},
+    "duckdb": {
+        "text": "VARCHAR",
+        "bigint": "BIGINT",
+        "double": "DOUBLE",
+        "bool": "BOOLEAN",
+        "timestamp": "TIMESTAMPTZ",
+    },
+    "bigquery": {
+        "text": "STRING",
+        "bigint": "INT64",
+        "double": "FLOAT64",
+        "bool": "BOOL",
+        "timestamp": "TIMESTAMP",
+    },
 }
-"""How each destination names dlt's types, for the columns added by hand."""
+"""How each destination names dlt's types, for SQL written by hand (columns added, casts)."""
 
 
 def add_missing_columns(pipeline: dlt.Pipeline, names: Sequence[str]) -> List[str]:

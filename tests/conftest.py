@@ -111,6 +111,10 @@ class Workspace:
         with duckdb.connect(str(self.database), read_only=True) as connection:
             return connection.execute(sql).fetchall()
 
+    def query_write(self, sql: str) -> None:
+        with duckdb.connect(str(self.database)) as connection:
+            connection.execute(sql)
+
     def ids(self) -> List[str]:
         return [row[0] for row in self.query("SELECT id FROM ai_gateway.aig_logs")]
 

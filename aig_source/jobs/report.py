@@ -17,6 +17,7 @@ from ..client import AigSourceError
 from ..settings import DEFAULT_REPORT_DAYS, DEFAULT_REPORT_PATH, TABLE_NAME, TOP_METADATA_TAGS
 from ..table import table_declared
 from ..views import MODEL, Dialect, dialect_of
+from ..worker.warehouse import ensure_table_is_ours
 
 Progress = Callable[[str], None]
 
@@ -202,6 +203,7 @@ def collect_report(
         dataset=pipeline.dataset_name,
     )
     pipeline.sync_destination()
+    ensure_table_is_ours(pipeline)
     if not table_declared(pipeline):
         raise AigSourceError(missing_message(pipeline, table_missing=True))
     with pipeline.sql_client() as client:
