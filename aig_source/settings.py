@@ -179,4 +179,5 @@ IMPORT_BATCH_ROWS = 10_000
 """Rows fetched from the warehouse at once while a chunk streams into the load."""
 PRICE_PER_TIB_SCANNED = 6.25
 """BigQuery on-demand query price in USD per TiB (first TiB of a month free)."""
-BIGQUERY_MIN_BYTES_PER_QUERY = 10 * 1024 * 1024
+BIGQUERY_MIN_BYTES_PER_TABLE = 10 * 1024**2
+"""BigQuery bills every query at least 10 MiB for each table it references."""

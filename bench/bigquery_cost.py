@@ -27,12 +27,11 @@ from typing import Any, Dict, List
 from aig_source.emulator import DEFAULT_ACCOUNT_ID, DEFAULT_GATEWAY_ID
 from aig_source.emulator.traffic import generate_traffic
 from aig_source.rows import to_row
-from aig_source.settings import LOG_COLUMNS
+from aig_source.settings import BIGQUERY_MIN_BYTES_PER_TABLE as MIN_BYTES_PER_TABLE_REFERENCED
+from aig_source.settings import LOG_COLUMNS, PRICE_PER_TIB_SCANNED
 
 # https://cloud.google.com/bigquery/pricing (on-demand compute, storage, streaming inserts)
-PRICE_PER_TIB_SCANNED = 6.25
 FREE_TIB_PER_MONTH = 1.0
-MIN_BYTES_PER_TABLE_REFERENCED = 10 * 1024**2
 PRICE_PER_200_MB_STREAMED = 0.01  # legacy insertAll, each row billed at least 1 KB
 MIN_STREAMED_ROW_BYTES = 1024
 PRICE_PER_GIB_MONTH_STORED = 0.02  # active logical storage

@@ -18,7 +18,7 @@ import dlt
 
 from ..client import AigSourceError
 from ..settings import (
-    BIGQUERY_MIN_BYTES_PER_QUERY,
+    BIGQUERY_MIN_BYTES_PER_TABLE,
     CURSOR_FIELD,
     DEFAULT_WORKER_TABLE,
     IMPORT_BATCH_ROWS,
@@ -276,18 +276,20 @@ class ReadEstimate:
         return (
             f"The import reads {rows} of {self.table} once: BigQuery bills"
             f" {format_bytes(self.billed_bytes)} for it (dry run; ${dollars:,.2f} at"
-            f" ${PRICE_PER_TIB_SCANNED}/TiB, less inside the monthly free TiB), and at least"
-            f" {format_bytes(BIGQUERY_MIN_BYTES_PER_QUERY)} for each of its queries (one for"
-            f" the list of days, one per load of up to {IMPORT_CHUNK_ROWS:,} rows)."
+            f" ${PRICE_PER_TIB_SCANNED}/TiB, less inside the monthly free TiB); each of its"
+            f" queries (one for the list of days, one per load of up to {IMPORT_CHUNK_ROWS:,}"
+            f" rows) bills at least {format_bytes(BIGQUERY_MIN_BYTES_PER_TABLE)} per table it"
+            " reads."
         )
 
 
 def format_bytes(count: int) -> str:
+    """Bytes in BigQuery's billing units (binary: 1 MiB = 1024 KiB)."""
     value = float(count)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
             return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
-        value /= 1000
+        value /= 1024
     raise AssertionError("unreachable")
 
 
