@@ -9,6 +9,7 @@ import json
 from typing import Any, List, Tuple
 
 import pytest
+import sqlglot
 
 from aig_source.emulator import DEFAULT_ACCOUNT_ID, DEFAULT_GATEWAY_ID
 from aig_source.jobs.backfill import run_backfill
@@ -336,3 +337,23 @@ def test_a_worker_table_named_aig_logs_is_detected_too(workspace: Workspace) -> 
         " Worker's table)" in result.stderr
     )
     assert 'ALTER TABLE "ai_gateway"."aig_logs" RENAME TO aig_logs_worker;' in result.stderr
+
+
+def missing_ids(workspace: Workspace) -> List[Tuple[Any, ...]]:
+    sql = (PROJECT_ROOT / "sql" / "worker" / "missing_ids.sql").read_text().strip().rstrip(";")
+    sql = sql.replace("worker_dataset.", f"{WORKER_DATASET}.")
+    duckdb_sql = sqlglot.transpile(sql, read="bigquery", write="duckdb")[0]
+    return workspace.query(duckdb_sql)
+
+
+def test_the_missing_ids_check_finds_what_the_import_has_not_loaded(workspace: Workspace) -> None:
+    history = worker_setup(workspace, logs=120, days=2)
+    workspace.run(forward_start="1h")  # the newest logs only, from the API
+    missing_before = missing_ids(workspace)
+
+    import_worker(workspace)
+
+    # everything but the newest hour, which the forward run read
+    assert {row[0] for row in missing_before} < set(history.newest_copies())
+    assert len(missing_before) > 100
+    assert missing_ids(workspace) == []

@@ -23,6 +23,7 @@ import pytest
 
 from aig_source.client import AigSourceError
 from aig_source.emulator import DEFAULT_ACCOUNT_ID, DEFAULT_GATEWAY_ID, StoredLog
+from aig_source.jobs.migrate_worker import run_import
 from aig_source.jobs.reconcile import run_reconcile
 from aig_source.runner import describe_failure
 from aig_source.state import BACKFILL_GAP, ORIGINS, ROWS_TO_FILL
@@ -31,6 +32,7 @@ from aig_source.views import VIEW_NAMES
 
 from .conftest import Workspace, merge_statements, stored_ids
 from .test_backfill import backfill_until_done
+from .worker import create_worker_objects, fill_worker_table
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FIXTURE = FIXTURES / "previous_version_state.tar.gz"
@@ -185,3 +187,42 @@ def test_reconcile_adds_feedback_to_a_previous_versions_table(workspace: Workspa
     assert workspace.query("SELECT COUNT(*) FROM ai_gateway.aig_logs WHERE gateway_id IS NULL") == [
         (0,)
     ]
+
+
+def test_the_worker_import_onto_a_previous_versions_table_and_state(workspace: Workspace) -> None:
+    """A 0.1.0 table and state, then the Worker's history imported before any run of this
+    version: the import adds only the logs the table lacks, and the first forward run still
+    carries the old state and rows over to their gateway."""
+    restore_previous_version(workspace)
+    before = set(workspace.ids())
+    pipeline = workspace.pipeline()
+    names = create_worker_objects(pipeline, "worker_ds")
+    logs = workspace.api.gateway().store.snapshot()
+    history = fill_worker_table(pipeline, names["table"], logs, duplicates=10)
+
+    summary = run_import(
+        workspace.pipeline(),
+        "worker_ds",
+        progress=lambda line: None,
+        account_id=DEFAULT_ACCOUNT_ID,
+        gateway_id=DEFAULT_GATEWAY_ID,
+    )
+
+    progress = summary.progress
+    assert progress is not None and progress["rows_stored"] == len(history.rows)
+    assert progress["logs_imported"] == summary.new_rows == len(logs) - len(before)
+    # the ids 0.1.0 loaded were left as they are, their Worker copies counted as already loaded
+    assert progress["already_loaded"] >= len(before)
+    assert workspace.query(
+        "SELECT COUNT(*) FROM ai_gateway.aig_logs WHERE imported_from IS NULL"
+    ) == [(len(before),)]
+
+    workspace.run()  # the first run of this version: the carry-over
+
+    state = committed_source_state(workspace)
+    assert DEFAULT_GATEWAY_ID in state["resources"]["aig_logs"]["gateways"]
+    assert ROWS_TO_FILL not in state and DEFAULT_GATEWAY_ID in state[ORIGINS]
+    everything = len(stored_ids(workspace.api))
+    assert workspace.query(
+        "SELECT COUNT(*), COUNT(DISTINCT id), COUNT(gateway_id) FROM ai_gateway.aig_logs"
+    ) == [(everything, everything, everything)]

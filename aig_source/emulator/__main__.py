@@ -8,6 +8,7 @@ import time
 from typing import List, Optional
 
 from . import DEFAULT_ACCOUNT_ID, DEFAULT_GATEWAY_ID, DEFAULT_TOKEN, LogsApiEmulator, RateLimit
+from .worker import write_duckdb_worker
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -41,6 +42,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         help="requests per window per token before a block (0: no limit)",
     )
     parser.add_argument("--rate-window", type=float, default=300.0, help="window in seconds")
+    parser.add_argument(
+        "--worker-table",
+        metavar="DUCKDB_FILE",
+        help="also write the old Worker's table (worker.aig_logs_raw, its view worker.aig_logs)"
+        " into this DuckDB file: every log generated for --gateway-id, those --capacity evicted"
+        " too, 50 of them stored twice, as the Worker streamed them (to try migrate_worker.py)",
+    )
     args = parser.parse_args(argv)
 
     rate_limit = (
@@ -62,7 +70,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     for gateway_id in gateway_ids:
         if gateway_id != args.gateway_id:
             emulator.add_gateway(gateway_id, capacity=args.capacity, strategy=args.strategy)
-        emulator.generate(args.logs, hours=args.hours, gateway_id=gateway_id)
+        generated = emulator.generate(args.logs, hours=args.hours, gateway_id=gateway_id)
+        if args.worker_table and gateway_id == args.gateway_id:
+            history = write_duckdb_worker(args.worker_table, generated)
+            print(
+                f"The old Worker's table worker.aig_logs_raw in {args.worker_table}:"
+                f" {len(history.rows):,} rows, {len(history.newest_copies()):,} logs"
+                f" ({emulator.gateway(gateway_id).store.evicted:,} since evicted from the gateway)",
+                flush=True,
+            )
     # a shell that starts this in the background ignores SIGINT for it; Ctrl-C must still stop it
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
