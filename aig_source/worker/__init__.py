@@ -118,6 +118,6 @@ def aig_logs_worker_import(
         ):
             progress[key] = int(progress.get(key, 0)) + count
         if chunk.last:
-            progress["finished_at"] = now.isoformat()
+            progress["finished_at"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
     return declare_table(rows)
