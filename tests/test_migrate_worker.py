@@ -6,6 +6,7 @@ pipeline's table belongs stopping every script with one line, and the read's cos
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import Any, List, Tuple
 
 import pytest
@@ -15,7 +16,15 @@ from aig_source.emulator import DEFAULT_ACCOUNT_ID, DEFAULT_GATEWAY_ID
 from aig_source.jobs.backfill import run_backfill
 from aig_source.jobs.migrate_worker import ImportSummary, run_import
 from aig_source.runner import describe_failure
-from aig_source.worker.warehouse import WorkerTable
+from aig_source.views import BIGQUERY
+from aig_source.worker.warehouse import (
+    DayRows,
+    Relation,
+    WorkerTable,
+    chunks_of,
+    parse_reference,
+    rename_statement,
+)
 
 from .conftest import PROJECT_ROOT, Workspace
 from .worker import WorkerHistory, create_worker_objects, evicted_logs, fill_worker_table
@@ -357,3 +366,49 @@ def test_the_missing_ids_check_finds_what_the_import_has_not_loaded(workspace: W
     assert {row[0] for row in missing_before} < set(history.newest_copies())
     assert len(missing_before) > 100
     assert missing_ids(workspace) == []
+
+
+def test_loads_hold_whole_days_up_to_the_chunk_and_a_larger_day_alone() -> None:
+    days = [DayRows(date(2026, 11, d), rows) for d, rows in [(1, 40), (2, 50), (3, 200), (4, 5)]]
+
+    chunks = chunks_of(days, max_rows=100)
+
+    assert [(c.first_day.day, c.last_day.day, c.stored, c.last) for c in chunks] == [
+        (1, 2, 90, False),
+        (3, 3, 200, False),
+        (4, 4, 5, True),
+    ]
+    assert chunks[0].start.isoformat() == "2026-11-01T00:00:00+00:00"
+    assert chunks[0].end.isoformat() == "2026-11-03T00:00:00+00:00"
+
+
+def test_worker_table_references_default_the_project_and_table() -> None:
+    assert parse_reference("worker", "proj") == ("proj", "worker", "aig_logs_raw")
+    assert parse_reference("worker.raw", "proj") == ("proj", "worker", "raw")
+    assert parse_reference("`my-proj.worker.raw`", "proj") == ("my-proj", "worker", "raw")
+
+
+def test_the_rename_of_a_bigquery_view_recreates_it_from_its_own_sql() -> None:
+    view = Relation(
+        name="p.w.aig_logs",
+        kind="view",
+        columns={"id": "STRING"},
+        view_sql="SELECT * EXCEPT(rn)\nFROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY id\n"
+        "  ORDER BY created_at DESC) AS rn FROM `p.w.aig_logs_raw`) WHERE rn = 1",
+    )
+    commented = Relation(
+        name="p.w.aig_logs", kind="view", columns={}, view_sql="SELECT 1 -- the Worker's"
+    )
+    table = Relation(name="p.w.aig_logs", kind="table", columns={"id": "STRING"})
+
+    assert rename_statement(BIGQUERY, view, ("p", "w")) == (
+        "CREATE VIEW `p.w.aig_logs_worker` AS SELECT * EXCEPT(rn) FROM (SELECT *, ROW_NUMBER()"
+        " OVER (PARTITION BY id ORDER BY created_at DESC) AS rn FROM `p.w.aig_logs_raw`) WHERE"
+        " rn = 1; DROP VIEW `p.w.aig_logs`;"
+    )
+    assert rename_statement(BIGQUERY, commented, ("p", "w")) == (
+        "CREATE VIEW `p.w.aig_logs_worker` AS <the SQL of p.w.aig_logs>; DROP VIEW `p.w.aig_logs`;"
+    )
+    assert rename_statement(BIGQUERY, table, ("p", "w")) == (
+        "ALTER TABLE `p.w.aig_logs` RENAME TO aig_logs_worker;"
+    )
