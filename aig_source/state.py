@@ -24,6 +24,10 @@ moves another's. This module is the one place that knows the keys:
   - `gateways.<gateway>`: `start`, `oldest_loaded`, `at_oldest`, `tie`, `done`, `done_reason`,
     `since`, `expected`, `loaded`, `gone`, `gap`, `last_run` (`backfill.BackfillWalk`).
   - `last_run`: the run as a whole, as for the forward resource.
+- resource `aig_logs_worker_import` (`pipelines/migrate_worker.py`)
+  - `imports.<the Worker's table>`: `loaded_through` (the last UTC day loaded; a run continues
+    after it), `finished`, `finished_at`, the `gateway_id` and `account_id` given to its rows,
+    and the counts `rows_stored`, `logs_imported`, `copies_dropped`, `already_loaded`.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ CURSOR = "cursor"
 LAST_RUN = "last_run"
 LOOKBACK = "lookback"
 CURSOR_ROWS = "cursor_rows"
+IMPORTS = "imports"
 BACKFILL_GAP = "gap"
 """A range between an older version's backfill start and its forward start that neither read."""
 

@@ -11,9 +11,9 @@ import dlt
 
 from ..runner import rows_before_run, run_resource
 from ..settings import IMPORT_CHUNK_ROWS, TABLE_NAME, WORKER_IMPORT_RESOURCE
-from ..state import resource_state_of
+from ..state import IMPORTS, resource_state_of
 from ..table import table_declared
-from ..worker import IMPORTS, worker_history
+from ..worker import worker_history
 from ..worker.warehouse import ImportChunk, ReadEstimate, WorkerTable, chunks_of
 
 Progress = Callable[[str], None]

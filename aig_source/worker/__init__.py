@@ -27,13 +27,11 @@ from ..settings import (
     SOURCE_SECTION,
     WORKER_IMPORT_RESOURCE,
 )
+from ..state import IMPORTS
 from ..table import TABLE_HINTS, declare_table
 from .warehouse import WORKER_COPIES, ImportChunk, WorkerTable
 
-IMPORTS = "imports"
-"""Resource state: the progress of each Worker table imported, by its name."""
-
-__all__ = ["IMPORTS", "worker_history"]
+__all__ = ["worker_history"]
 
 
 @dlt.source(
