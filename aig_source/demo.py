@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -224,8 +226,19 @@ def report(pipeline: dlt.Pipeline, database: str, print_line: Callable[[str], No
     count, distinct, oldest, newest = (totals or [(0, 0, None, None)])[0]
     print_line(
         f"demo: {count:,} rows, {distinct:,} distinct ids, from {oldest} to {newest}."
-        f" Explore it with: duckdb {database}"
+        f" Query it with: {query_command(database)}"
     )
+
+
+def query_command(database: str) -> str:
+    """A shell command that queries the demo database with what the install brought: the
+    `duckdb` Python package (installing the project installs no `duckdb` command)."""
+    sql = (
+        "SELECT day, gateway_id, model, requests, errors, cost FROM ai_gateway.aig_usage_daily"
+        " ORDER BY day DESC, cost DESC LIMIT 10"
+    )
+    code = f"import duckdb; duckdb.connect({database!r}, read_only=True).sql({sql!r}).show()"
+    return f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}"
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> List[str]:

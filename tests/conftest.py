@@ -177,8 +177,8 @@ class Workspace:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
 
-    def dlt_info(self) -> subprocess.CompletedProcess:
-        """`dlt pipeline aig_logs info -v` over the scripts' pipelines folder."""
+    def dlt_info(self, verbose: bool = True) -> subprocess.CompletedProcess:
+        """`dlt pipeline aig_logs info [-v]` over the scripts' pipelines folder."""
         folder = str(self.root / "dlt_data" / "pipelines")
         return run_python(
             "-m",
@@ -188,7 +188,7 @@ class Workspace:
             folder,
             "aig_logs",
             "info",
-            "-v",
+            *(["-v"] if verbose else []),
             cwd=self.root,
             env=self.env(),
         )

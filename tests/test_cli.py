@@ -153,6 +153,12 @@ def test_dlt_pipeline_info_shows_each_gateways_cursor(workspace: Workspace) -> N
     assert gateway.split("\n")[1].strip().startswith('"cursor": "20'), gateway[:200]
     assert "destination_type: aig_source.destinations.duckdb" in result.stdout
     assert "differs" not in result.stdout + result.stderr, result.stderr
+    # without -v too: no warning of any kind about the destination
+    brief = workspace.dlt_info(verbose=False)
+    assert brief.returncode == 0, brief.stderr
+    assert "destination_type: aig_source.destinations.duckdb" in brief.stdout
+    for output in (result, brief):
+        assert "WARNING" not in output.stdout + output.stderr, output.stderr
 
 
 def test_dlt_attach_builds_the_bounded_merge_destination(workspace: Workspace) -> None:

@@ -102,6 +102,19 @@ def test_demo_runs_without_cloudflare_config_and_ends_with_the_report(demo: Demo
     assert (demo.folder / "aig_logs_demo.duckdb").exists() and report.exists()
 
 
+@pytest.mark.slow
+def test_the_query_the_demo_suggests_runs_with_what_the_install_brought(demo: Demo) -> None:
+    suggested = re.search(r"distinct ids, .* Query it with: (.+)$", demo.runs[-1].stdout, re.M)
+    assert suggested, demo.runs[-1].stdout
+
+    result = subprocess.run(
+        suggested.group(1), shell=True, cwd=demo.folder, capture_output=True, text=True
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "gateway_id" in result.stdout and "requests" in result.stdout
+
+
 def demo_env(folder: Path) -> Dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION"))}
     env["DLT_DATA_DIR"] = str(folder / "dlt_data")
