@@ -104,12 +104,18 @@ def test_scheduled_runnable_by_hand_bounded_and_never_overlapping(path: Path) ->
     assert workflow["concurrency"] == {"group": "aig-logs-pipeline", "cancel-in-progress": False}
     for job in workflow["jobs"].values():
         assert 0 < job["timeout-minutes"] <= 60
-        setup = [
-            step
-            for step in job["steps"]
-            if str(step.get("uses", "")).startswith("actions/setup-python")
-        ]
-        assert setup and setup[0]["with"]["cache"] == "pip"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda path: path.stem)
+def test_jobs_install_with_uv_into_the_runner_python(path: Path) -> None:
+    """GitHub bills every job by the started minute: the install must take seconds, not the
+    90 s pip takes even from a warm cache (README, what running it costs)."""
+    for job in load(path)["jobs"].values():
+        steps = job["steps"]
+        setup = [s for s in steps if str(s.get("uses", "")).startswith("actions/setup-python")]
+        assert setup and "cache" not in setup[0]["with"], "uv needs no pip cache to restore"
+        installs = [s["run"] for s in steps if s.get("name") == "Install"]
+        assert installs == ['pip install -q "uv>=0.9,<1" && uv pip install --system ".[bigquery]"']
 
 
 def test_forward_runs_every_five_minutes() -> None:
