@@ -319,7 +319,11 @@ def missing_config_message(fields: List[str], demo_hint: bool = True) -> str:
     names = [config_hint(key, secret=key in SECRET_SETTINGS) for key in fields]
     text = "Missing configuration: set " + ", ".join(names) + "."
     if demo_hint:
-        text += " To try the pipeline without a Cloudflare account, run it with --demo."
+        # only forward.py and backfill.py have a demo: name the one every user starts with
+        text += (
+            " To try the pipeline without a Cloudflare account, run: python pipelines/forward.py"
+            " --demo"
+        )
     return text
 
 
