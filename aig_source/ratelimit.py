@@ -118,6 +118,12 @@ _shared: Dict[str, RequestPacer] = {}
 _shared_lock = threading.Lock()
 
 
+def paced_seconds(logs: int, per_page: int, pacing: Dict[str, Any]) -> float:
+    """How long reading `logs` takes at `per_page` logs a request and a run's `pacing`
+    (`requests` per `window_seconds`, as each run's `last_run` keeps it)."""
+    return logs / per_page * float(pacing["window_seconds"]) / int(pacing["requests"])
+
+
 def shared_pacer(requests: int, window_seconds: float, token: str = "") -> RequestPacer:
     """The process-wide pacer of one API token, (re)configured to this budget.
 

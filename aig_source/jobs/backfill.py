@@ -12,6 +12,7 @@ from dlt.pipeline.helpers import pipeline_drop
 
 from .. import aig_source
 from ..config import resolve_source_configuration
+from ..ratelimit import paced_seconds
 from ..runner import (
     JobSummary,
     format_duration,
@@ -124,7 +125,7 @@ class BackfillSummary(JobSummary):
                 text += f"; about {remaining:,} logs left"
             if remaining and pacing and self.per_page:
                 requests, window = pacing["requests"], pacing["window_seconds"]
-                eta = remaining / self.per_page * window / requests
+                eta = paced_seconds(remaining, self.per_page, pacing)
                 text += f", about {format_duration(eta)} at {requests} requests per {window:g} s"
             if self.time_budget_reached:
                 text += "; time budget reached, the next run continues"

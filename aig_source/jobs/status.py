@@ -14,6 +14,7 @@ from dlt.common.configuration.specs import BaseConfiguration
 from ..client import AigSourceError
 from ..config import SECTIONS, gateway_ids
 from ..fleet import FAILED, GONE
+from ..ratelimit import paced_seconds
 from ..runner import format_duration
 from ..settings import (
     ALL_GATEWAYS,
@@ -255,7 +256,7 @@ def backfill_figures(progress: BackfillProgress, per_page: int) -> Dict[str, Any
     pacing = last_run.get("pacing") or {}
     eta = None
     if left and pacing and not progress.done:
-        eta = left / per_page * pacing["window_seconds"] / pacing["requests"]
+        eta = paced_seconds(left, per_page, pacing)
     oldest, start = progress.oldest_loaded_ms, progress.start_ms
     return {
         "done": progress.done,
