@@ -16,20 +16,21 @@ from aig_source.emulator.worker import (
     worker_statements,
 )
 from aig_source.views import dialect_of
+from aig_source.worker.warehouse import dataset_parts
 
 __all__ = ["WorkerHistory", "create_worker_objects", "evicted_logs", "fill_worker_table"]
 
 
 def _dataset(pipeline: dlt.Pipeline, dataset: str) -> str:
     """`project.dataset` (or `catalog.schema`) of `dataset`, created if missing."""
+    dialect = dialect_of(pipeline)
     with pipeline.sql_client() as client:
-        if dialect_of(pipeline).name == "bigquery":
-            project = client.fully_qualified_dataset_name(quote=False).split(".")[0]
+        project, _ = dataset_parts(client, dialect)
+        if dialect.name == "bigquery":
             client.native_connection.create_dataset(f"{project}.{dataset}", exists_ok=True)
-            return f"{project}.{dataset}"
-        (catalog,) = client.execute_sql("SELECT current_database()")[0]
-        client.execute_sql(f'CREATE SCHEMA IF NOT EXISTS "{dataset}"')
-        return f"{catalog}.{dataset}"
+        else:
+            client.execute_sql(f'CREATE SCHEMA IF NOT EXISTS "{dataset}"')
+    return f"{project}.{dataset}"
 
 
 def create_worker_objects(

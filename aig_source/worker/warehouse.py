@@ -118,7 +118,7 @@ def describe_relation(client: Any, dialect: Dialect, parts: Sequence[str]) -> Op
     )
 
 
-def _dataset_parts(client: Any, dialect: Dialect) -> Tuple[str, str]:
+def dataset_parts(client: Any, dialect: Dialect) -> Tuple[str, str]:
     """The project (BigQuery) or catalog (DuckDB) and the dataset of the pipeline's client."""
     if dialect is BIGQUERY:
         project, dataset = client.fully_qualified_dataset_name(quote=False).split(".", 1)
@@ -139,7 +139,7 @@ def foreign_table_problem(pipeline: dlt.Pipeline) -> Optional[str]:
     except AigSourceError:
         return None
     with pipeline.sql_client() as client:
-        project, dataset = _dataset_parts(client, dialect)
+        project, dataset = dataset_parts(client, dialect)
         relation = describe_relation(client, dialect, (project, dataset, TABLE_NAME))
     if relation is None or (relation.kind == "table" and "_dlt_load_id" in relation.columns):
         return None
@@ -300,7 +300,7 @@ class WorkerTable:
         self.pipeline = pipeline
         self.dialect = dialect_of(pipeline)
         with pipeline.sql_client() as client:
-            project, _ = _dataset_parts(client, self.dialect)
+            project, _ = dataset_parts(client, self.dialect)
             self.parts = parse_reference(reference, project)
             relation = describe_relation(client, self.dialect, self.parts)
         self.name = ".".join(self.parts)
