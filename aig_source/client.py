@@ -16,26 +16,28 @@ from .ratelimit import PacedAdapter, RequestPacer
 from .settings import (
     ACCOUNT_TOKEN_VERIFY_PATH,
     DEFAULT_API_BASE_URL,
-    ENV_PREFIX,
     GATEWAY_LIST_ATTEMPTS,
     GATEWAY_PATH,
     GATEWAYS_PATH,
     GATEWAYS_PER_PAGE,
     LOGS_PATH,
+    SOURCE_SECTION,
     TOKEN_VERIFY_PATH,
 )
 
 _SERVER_ERROR_STATUSES = tuple(range(500, 600))
 
 
-SECRET_SETTINGS = frozenset({"api_token"})
+SECRET_SETTINGS = frozenset({"api_token", "private_key", "credentials"})
 """Settings that belong in `.dlt/secrets.toml`."""
 
 
-def config_hint(key: str, secret: bool = False) -> str:
-    """How a user sets one source setting, in both the environment and the TOML form."""
+def config_hint(key: str, secret: bool = False, section: str = SOURCE_SECTION) -> str:
+    """How a user sets one setting of a source (`aig_source`, or `aig_logpush`), in both the
+    environment and the TOML form."""
     toml_file = ".dlt/secrets.toml" if secret else ".dlt/config.toml"
-    return f"{ENV_PREFIX}{key.upper()} (or {key} under [sources.aig_source] in {toml_file})"
+    env_name = f"SOURCES__{section.upper()}__{key.upper()}"
+    return f"{env_name} (or {key} under [sources.{section}] in {toml_file})"
 
 
 class AigSourceError(Exception):

@@ -26,6 +26,7 @@ from .settings import (
     DEFAULT_LOADER_FILE_FORMAT,
     LOADER_FILE_FORMATS,
     PIPELINE_NAME,
+    SOURCE_SECTION,
     TABLE_NAME,
     TIE_MAX_PASSES,
 )
@@ -289,7 +290,8 @@ def describe_failure(error: BaseException, demo_hint: bool = True) -> str:
             destination = getattr(cause.config, "destination_type", None)
             if destination:
                 return missing_destination_message(str(destination), cause.fields)
-            return missing_config_message(cause.fields, demo_hint)
+            section = getattr(cause.config, "config_section", SOURCE_SECTION)
+            return missing_config_message(cause.fields, demo_hint, section)
         if isinstance(cause, AigSourceError):
             return str(cause)
         destination_problem = describe_destination_error(cause)
@@ -315,8 +317,15 @@ def missing_destination_message(destination: str, fields: List[str]) -> str:
     return text
 
 
-def missing_config_message(fields: List[str], demo_hint: bool = True) -> str:
-    names = [config_hint(key, secret=key in SECRET_SETTINGS) for key in fields]
+DLT_FILLED_SETTINGS = frozenset({"local_dir", "pipeline_name"})
+
+
+def missing_config_message(
+    fields: List[str], demo_hint: bool = True, section: str = SOURCE_SECTION
+) -> str:
+    # dlt fills these itself (the filesystem settings' local folder) once the rest resolves
+    fields = [key for key in fields if key not in DLT_FILLED_SETTINGS] or fields
+    names = [config_hint(key, key in SECRET_SETTINGS, section) for key in fields]
     text = "Missing configuration: set " + ", ".join(names) + "."
     if demo_hint:
         # only forward.py and backfill.py have a demo: name the one every user starts with

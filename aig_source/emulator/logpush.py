@@ -14,14 +14,16 @@ The bucket is any fsspec filesystem: a local folder, or S3 (moto on loopback in 
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import gzip
 import json
+import logging
 import os
 import random
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import fsspec
 from cryptography.hazmat.primitives import serialization
@@ -72,9 +74,11 @@ def shared_key_pair(bits: int = 4096) -> KeyPair:
 class FieldEncryptor:
     """Encrypts a field as Cloudflare does, to one public key."""
 
-    def __init__(self, public_pem: str, scheme: str = ENVELOPE) -> None:
+    def __init__(self, public_pem: Optional[str], scheme: str = ENVELOPE) -> None:
         self.scheme = scheme
-        self._public = serialization.load_pem_public_key(public_pem.encode())
+        self._public = (
+            serialization.load_pem_public_key(public_pem.encode()) if scheme != PLAIN else None
+        )
 
     def encrypt(self, text: str) -> Any:
         if self.scheme == PLAIN:
@@ -181,7 +185,7 @@ class LogpushJob:
     def __init__(
         self,
         bucket: LogpushBucket,
-        public_pem: str,
+        public_pem: Optional[str],
         scheme: str = ENVELOPE,
         timestamp_format: str = "unixnano",
         with_bodies: bool = True,
@@ -307,3 +311,62 @@ def _kept_precision(moment: datetime, timestamp_format: str) -> datetime:
     if timestamp_format == "rfc3339ms":
         return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
     return moment
+
+
+@dataclass
+class S3Endpoint:
+    """An S3 server on loopback (moto), one bucket in it, and what a client needs to reach it."""
+
+    endpoint_url: str
+    bucket: str
+    access_key_id: str
+    secret_access_key: str
+    region: str
+
+    def filesystem(self) -> Any:
+        import s3fs
+
+        return s3fs.S3FileSystem(
+            key=self.access_key_id,
+            secret=self.secret_access_key,
+            client_kwargs={"endpoint_url": self.endpoint_url, "region_name": self.region},
+            skip_instance_cache=True,
+            use_listings_cache=False,
+        )
+
+    def logpush_bucket(self, path: str = "logs") -> LogpushBucket:
+        return LogpushBucket(self.filesystem(), f"{self.bucket}/{path}")
+
+    def credentials(self) -> Dict[str, str]:
+        """dlt's `AwsCredentials` fields, as `[sources.aig_logpush.credentials]` holds them."""
+        return {
+            "aws_access_key_id": self.access_key_id,
+            "aws_secret_access_key": self.secret_access_key,
+            "endpoint_url": self.endpoint_url,
+            "region_name": self.region,
+        }
+
+
+@contextlib.contextmanager
+def s3_on_loopback(bucket: str = "aig-logpush") -> Iterator[S3Endpoint]:
+    """moto's S3 server (the real S3 protocol) on 127.0.0.1 and an ephemeral port, with an empty
+    `bucket`; stopped on exit. Needs the `moto[server]` and `s3fs` packages (dev extras)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = S3Endpoint(f"http://{host}:{port}", bucket, "testing", "testing", "us-east-1")
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint.endpoint_url,
+            aws_access_key_id=endpoint.access_key_id,
+            aws_secret_access_key=endpoint.secret_access_key,
+            region_name=endpoint.region,
+        ).create_bucket(Bucket=bucket)
+        yield endpoint
+    finally:
+        server.stop()

@@ -12,7 +12,10 @@ from ..logpush import logpush_files
 from ..logpush.decrypt import UNWRAP_FAILED, key_mismatch_line
 from ..logpush.settings import LOGPUSH_RESOURCE
 from ..runner import rows_before_run, run_resource
+from ..settings import ORIGIN_COLUMNS
 from ..state import LAST_RUN
+from ..table import table_declared
+from ..upgrade import add_missing_columns
 
 MAX_LOADS = 10_000
 """A guard: a run never loops forever on a bucket that keeps growing while it reads."""
@@ -92,6 +95,9 @@ def run_logpush(pipeline: dlt.Pipeline, **source_args: Any) -> LogpushSummary:
         The run's summary.
     """
     rows_before = rows_before_run(pipeline)  # syncs, and stops if aig_logs is the Worker's
+    if table_declared(pipeline):
+        # a table of the single-gateway version: the views need these even before a row lands
+        add_missing_columns(pipeline, ORIGIN_COLUMNS)
     summary = LogpushSummary(pipeline.pipeline_name)
     tried: Set[str] = set()
     for _ in range(MAX_LOADS):

@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import (
     Any,
+    ClassVar,
     Deque,
     Dict,
     FrozenSet,
@@ -73,6 +74,8 @@ class LogpushConfiguration(FilesystemConfigurationResource):
     files_per_load: int = DEFAULT_FILES_PER_LOAD
     lookback_seconds: float = DEFAULT_LOOKBACK_SECONDS
     decrypt_threads: int = DECRYPT_THREADS
+    config_section: ClassVar[str] = LOGPUSH_SECTION
+    """Where a missing setting is to be set (named by the error line)."""
 
     # dlt's configspec takes type resolvers from the class itself only, not from its bases
     @resolve_type("credentials")

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..client import AigSourceError
-from .settings import LOGPUSH_ENV_PREFIX, LOGPUSH_SECTION
+from ..client import AigSourceError, config_hint
+from .settings import LOGPUSH_SECTION
 
 OAEP_SHA256 = padding.OAEP(
     mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None
@@ -31,10 +31,7 @@ KEY_CACHE_SIZE = 4096
 """Unwrapped AES keys remembered by their wrapped form: a batch Cloudflare delivers twice, or
 one key wrapped once for several fields, costs one RSA operation."""
 
-PRIVATE_KEY_HINT = (
-    f"{LOGPUSH_ENV_PREFIX}PRIVATE_KEY (or private_key under [sources.{LOGPUSH_SECTION}] in"
-    " .dlt/secrets.toml)"
-)
+PRIVATE_KEY_HINT = config_hint("private_key", secret=True, section=LOGPUSH_SECTION)
 
 
 class KeyProblem(AigSourceError):

@@ -6,7 +6,6 @@ from dlt.common.schema.typing import TColumnSchema
 
 LOGPUSH_SECTION = "aig_logpush"
 LOGPUSH_RESOURCE = "aig_logs_logpush"
-LOGPUSH_ENV_PREFIX = "SOURCES__AIG_LOGPUSH__"
 
 DEFAULT_FILE_GLOB = "**/*.log.gz"
 """Every batch file under the bucket path, in Cloudflare's `YYYYMMDD` folders or not; test and
