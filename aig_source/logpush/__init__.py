@@ -38,6 +38,7 @@ from dlt.sources.credentials import CredentialsConfiguration, FileSystemCredenti
 from dlt.sources.filesystem import filesystem
 from dlt.sources.filesystem.helpers import AbstractFileSystem, FilesystemConfigurationResource
 
+from ..client import AigSourceError, config_hint, one_line
 from ..settings import SOURCE_SECTION
 from ..state import LAST_RUN
 from ..table import TABLE_HINTS, declare_table
@@ -166,7 +167,7 @@ def aig_logs_logpush(
         state = dlt.current.resource_state().setdefault(BUCKETS, {}).setdefault(bucket_url, {})
         ledger = FileLedger(state, lookback_seconds)
         pending, listed, other = [], set(), 0
-        for item in listing:
+        for item in list_files(listing, bucket_url):
             key = item["relative_path"]
             if not key.endswith(LOG_FILE_SUFFIX):
                 other += 1  # a broader file_glob than the default: test or challenge files
@@ -210,6 +211,21 @@ def aig_logs_logpush(
         dlt.current.resource_state()[LAST_RUN] = run
 
     return declare_table(rows)
+
+
+def list_files(listing: Iterable[Dict[str, Any]], bucket_url: str) -> Iterator[Dict[str, Any]]:
+    """The bucket's files, or one line saying why they cannot be listed."""
+    try:
+        yield from listing
+    except Exception as error:
+        cause: BaseException = error
+        while cause.__cause__ is not None or cause.__context__ is not None:  # past dlt's wrapper
+            cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+        raise AigSourceError(
+            f"Cannot list the Logpush files in {bucket_url} ({one_line(cause)}): check"
+            f" {config_hint('bucket_url', section=LOGPUSH_SECTION)} and the bucket's"
+            " credentials (credentials under [sources.aig_logpush] in .dlt/secrets.toml)."
+        ) from error
 
 
 def read_files(
