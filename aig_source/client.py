@@ -20,6 +20,7 @@ from .settings import (
     GATEWAY_PATH,
     GATEWAYS_PATH,
     GATEWAYS_PER_PAGE,
+    LOGPUSH_FIELDS_PATH,
     LOGS_PATH,
     SOURCE_SECTION,
     TOKEN_VERIFY_PATH,
@@ -243,6 +244,11 @@ class LogsApiClient:
         except ApiAuthError:
             path = ACCOUNT_TOKEN_VERIFY_PATH.format(account_id=self.account_id)
             return self._result(self._get(self.api_base_url + path, {}))
+
+    def logpush_dataset_fields(self) -> Dict[str, Any]:
+        """The fields of the Logpush dataset `ai_gateway_events`: name to description."""
+        path = LOGPUSH_FIELDS_PATH.format(account_id=self.account_id)
+        return self._result(self._get(self.api_base_url + path, {}))
 
     def get_gateway(self) -> Dict[str, Any]:
         """The gateway's settings, among them `collect_logs` and `log_management(_strategy)`."""

@@ -14,7 +14,7 @@ from .client import AigSourceError, LogsApiClient, config_hint
 from .config import resolve_source_configuration
 from .paging import created_at_filters
 from .runner import describe_failure, format_duration, make_pipeline, missing_config_message
-from .settings import ALL_GATEWAYS, TABLE_NAME
+from .settings import ALL_GATEWAYS, SOURCE_SECTION, TABLE_NAME
 from .timestamps import now_ms
 from .worker.warehouse import foreign_table_problem
 
@@ -277,7 +277,29 @@ def _dataset_spec(dataset: str, location: str) -> Any:
 
 
 def run_checks() -> List[CheckResult]:
-    """Every check, with the configuration a pipeline run in this folder would use."""
+    """Every check, with the configuration a pipeline run in this folder would use: the Logs
+    API's unless only Logpush is set up, and Logpush's when it is (`logpush/checks.py`)."""
+    from .logpush.checks import check_logpush, logpush_configured
+
+    logpush = logpush_configured()
+    results = _api_checks() if not logpush or _api_configured() else []
+    if logpush:
+        results += check_logpush()
+    try:
+        pipeline = make_pipeline()
+    except Exception as error:  # an unknown destination type, for one
+        return [*results, _fail("Destination", describe_failure(error, demo_hint=False))]
+    return results + check_destination(pipeline)
+
+
+def _api_configured() -> bool:
+    return bool(
+        dlt.secrets.get(f"sources.{SOURCE_SECTION}.api_token", str)
+        or dlt.config.get(f"sources.{SOURCE_SECTION}.gateway_id")
+    )
+
+
+def _api_checks() -> List[CheckResult]:
     try:
         settings = resolve_source_configuration()
     except ConfigFieldMissingException as error:
@@ -290,8 +312,4 @@ def run_checks() -> List[CheckResult]:
             settings.api_base_url, settings.account_id, gateways[0], settings.api_token
         )
         results = check_cloudflare(client, gateways, settings.backfill_per_second)
-    try:
-        pipeline = make_pipeline()
-    except Exception as error:  # an unknown destination type, for one
-        return [*results, _fail("Destination", describe_failure(error, demo_hint=False))]
-    return results + check_destination(pipeline)
+    return results

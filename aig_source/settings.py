@@ -12,6 +12,8 @@ GATEWAYS_PER_PAGE = 100
 GATEWAY_LIST_ATTEMPTS = 3
 """Reads of the gateway list when it changes while it is paged."""
 LOGS_PATH = GATEWAY_PATH + "/logs"
+LOGPUSH_FIELDS_PATH = "/accounts/{account_id}/logpush/datasets/ai_gateway_events/fields"
+"""The Logpush dataset's field list (name to description), compared by `setup.py --check`."""
 TOKEN_VERIFY_PATH = "/user/tokens/verify"
 ACCOUNT_TOKEN_VERIFY_PATH = "/accounts/{account_id}/tokens/verify"
 

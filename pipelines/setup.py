@@ -117,7 +117,12 @@ def check() -> int:
             f"{len(failed)} check(s) failed: fix them, then run: python pipelines/setup.py --check"
         )
         return 1
-    print("All checks passed. Next: python pipelines/forward.py, then pipelines/backfill.py")
+    from aig_source.logpush.checks import logpush_configured
+
+    if logpush_configured():
+        print("All checks passed. Next: python pipelines/logpush.py")
+    else:
+        print("All checks passed. Next: python pipelines/forward.py, then pipelines/backfill.py")
     return 0
 
 

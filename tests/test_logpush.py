@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from aig_source.emulator import DEFAULT_TOKEN, LogsApiEmulator
 from aig_source.emulator.logpush import (
+    DATASET_FIELDS,
     PLAIN,
     RSA_ONLY,
     FieldEncryptor,
@@ -24,8 +26,9 @@ from aig_source.emulator.logpush import (
 )
 from aig_source.logpush.decrypt import FieldDecryptor, FieldDoesNotDecrypt, KeyProblem
 from aig_source.logpush.records import digest_id, file_lines, parse_timestamp
-from aig_source.logpush.settings import TIMESTAMP_FORMATS
+from aig_source.logpush.settings import DOCUMENTED_FIELDS, TIMESTAMP_FORMATS
 
+from .conftest import run_python
 from .logpush import (
     FIRST_DAY,
     GATEWAYS,
@@ -416,3 +419,64 @@ def test_a_script_run_prints_one_summary_line_and_no_secret(tmp_path: Path) -> N
     assert "PRIVATE KEY" not in output
     assert not any(text in output for text in decrypted)
     assert "--demo" in space.script("--help").stdout
+
+
+SETUP_SCRIPT = LOGPUSH_SCRIPT.with_name("setup.py")
+
+
+def test_setup_check_reads_the_bucket_decrypts_and_compares_the_dataset_fields(
+    tmp_path: Path, api: LogsApiEmulator
+) -> None:
+    space = local_workspace(tmp_path)
+    files = space.job(seed=17).push_days(GATEWAYS, FIRST_DAY, 1, 2, 30)
+    api.logpush_fields["UserAgent"] = "The user agent of the request."
+    env = space.env(
+        SOURCES__AIG_LOGPUSH__API_TOKEN=DEFAULT_TOKEN,
+        SOURCES__AIG_LOGPUSH__API_BASE_URL=api.base_url,
+    )
+    result = run_python(str(SETUP_SCRIPT), "--check", cwd=space.root, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    newest = files[-1].key
+    assert lines[0] == (
+        f"OK    Logpush bucket: 2 Logpush files under {space.bucket_url}; the newest {newest}"
+        f" (modified {lines[0].split('(modified ')[1]}"
+    )
+    encrypted = sum(
+        1
+        for log in files[-1].logs[:20]
+        for name in ("Metadata", "RequestBody", "ResponseBody")
+        if log.record.get(name)
+    )
+    assert lines[1] == (
+        f"OK    Logpush newest file: {newest}: its first 20 records read, of gateways"
+        f" app-prod, app-staging; its {encrypted} encrypted fields decrypt with private_key"
+    )
+    assert lines[2].startswith("WARN  Logpush dataset fields: ai_gateway_events has 16 fields:")
+    assert lines[2].endswith(
+        "Not mapped by name (each loads as a column of its own, in snake case): UserAgent"
+    )
+    assert lines[-1] == "All checks passed. Next: python pipelines/logpush.py"
+    assert not any("Cloudflare API token" in line for line in lines)  # no Logs API checks
+
+    other = KeyPair.generate(2048)
+    wrong = run_python(
+        str(SETUP_SCRIPT),
+        "--check",
+        cwd=space.root,
+        env={**env, "SOURCES__AIG_LOGPUSH__PRIVATE_KEY": other.private_pem},
+    )
+    assert wrong.returncode == 1
+    failed = [line for line in wrong.stdout.splitlines() if line.startswith("FAIL")]
+    assert failed == [
+        f"FAIL  Logpush newest file: {newest}: The files' encrypted fields do not decrypt with"
+        " the configured private_key (the files use a 4096-bit key, private_key is 2048-bit):"
+        " set SOURCES__AIG_LOGPUSH__PRIVATE_KEY (or private_key under [sources.aig_logpush] in"
+        " .dlt/secrets.toml) to the private half of the public key uploaded to the gateway's"
+        " Logpush settings."
+    ]
+    assert "PRIVATE KEY" not in wrong.stdout + wrong.stderr
+
+
+def test_the_emulated_field_list_is_the_documented_one() -> None:
+    assert tuple(DATASET_FIELDS) == DOCUMENTED_FIELDS

@@ -12,7 +12,8 @@ import pytest
 
 from aig_source.emulator.logpush import S3Endpoint, s3_on_loopback
 
-from .logpush import FIRST_DAY, GATEWAYS, s3_workspace, truncate, truth, utc
+from .conftest import run_python
+from .logpush import FIRST_DAY, GATEWAYS, LOGPUSH_SCRIPT, s3_workspace, truncate, truth, utc
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +73,18 @@ def test_a_bucket_that_does_not_exist_is_one_line(tmp_path: Path, s3: S3Endpoint
         " under [sources.aig_logpush] in .dlt/secrets.toml)."
     ]
     assert s3.secret_access_key not in result.stdout + result.stderr.replace("aig-logpush", "")
+
+
+def test_setup_check_lists_and_reads_an_s3_bucket(tmp_path: Path, s3: S3Endpoint) -> None:
+    space = s3_workspace(tmp_path, s3, "checked")
+    files = space.job(seed=25).push_days(GATEWAYS, FIRST_DAY, 1, 3, 6)
+    space.job().push_probe_files()
+    script = LOGPUSH_SCRIPT.with_name("setup.py")
+    result = run_python(str(script), "--check", cwd=space.root, env=space.env())
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(
+        f"OK    Logpush bucket: 3 Logpush files under {space.bucket_url}; the newest"
+    )
+    assert lines[1].startswith(f"OK    Logpush newest file: {files[-1].key}: its first 6 records")
+    assert s3.secret_access_key not in result.stdout.replace("aig-logpush", "")

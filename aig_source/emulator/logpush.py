@@ -41,6 +41,26 @@ RSA_ONLY = "rsa"
 PLAIN = "plain"
 """No encryption (no public key on the gateway, or a field Cloudflare emitted in the clear)."""
 
+DATASET_FIELDS: Dict[str, str] = {
+    "Cached": "Whether the response was served from the gateway cache.",
+    "Endpoint": "The endpoint that was requested.",
+    "Gateway": "The gateway that produced the log.",
+    "Metadata": "User-defined metadata attached to the request (encrypted).",
+    "Metrics": "Cost and usage metrics that do not depend on the provider.",
+    "Model": "The model that served the request.",
+    "Provider": "The provider requested.",
+    "RateLimited": "Whether the request was rate limited.",
+    "RequestBody": "The encrypted request body.",
+    "RequestedModel": "The model the caller asked for.",
+    "ResponseBody": "The encrypted response body.",
+    "RoutingDecisionID": "The smart-routing decision id, empty without a decision.",
+    "RoutingReason": "Why smart routing chose the model, empty without a decision.",
+    "StatusCode": "The HTTP status code of the response.",
+    "Timestamp": "The time the request was received.",
+}
+"""`GET .../logpush/datasets/ai_gateway_events/fields` as the emulated API answers it: the
+documented fields (descriptions paraphrased)."""
+
 _ROUTING_REASONS = ("lowest cost for the prompt size", "primary model unavailable")
 
 
@@ -77,7 +97,9 @@ class FieldEncryptor:
     def __init__(self, public_pem: Optional[str], scheme: str = ENVELOPE) -> None:
         self.scheme = scheme
         self._public = (
-            serialization.load_pem_public_key(public_pem.encode()) if scheme != PLAIN else None
+            serialization.load_pem_public_key(public_pem.encode())
+            if public_pem and scheme != PLAIN
+            else None
         )
 
     def encrypt(self, text: str) -> Any:

@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Deque, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 from urllib.parse import parse_qs, urlsplit
 
+from .logpush import DATASET_FIELDS
 from .store import (
     DELETE_ORDER_BY_FIELDS,
     LOG_MANAGEMENT_STRATEGIES,
@@ -52,6 +53,10 @@ _ROUTES: Tuple[Tuple[str, re.Pattern[str]], ...] = (
         re.compile(
             r"^/accounts/(?P<account>[^/]+)/ai-gateway/gateways/(?P<gateway>[^/]+)/logs/(?P<log_id>[^/]+)$"
         ),
+    ),
+    (
+        "logpush_fields",
+        re.compile(r"^/accounts/(?P<account>[^/]+)/logpush/datasets/(?P<dataset>[^/]+)/fields$"),
     ),
     (
         "log_body",
@@ -235,6 +240,8 @@ class LogsApiEmulator:
         self.token_accounts: Dict[str, Set[str]] = {}
         """Accounts a token is limited to; a token not listed may read every account."""
         self.failing_gateways: Dict[Tuple[str, str], int] = {}
+        self.logpush_fields: Dict[str, str] = dict(DATASET_FIELDS)
+        """The Logpush dataset's field list it serves (a test adds a field Cloudflare adds)."""
         """Gateways whose every request answers this status, by (account, gateway)."""
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
@@ -568,6 +575,10 @@ class LogsApiEmulator:
             write = method in ("DELETE", "PATCH")
             if ("write" if write else "read") not in self.tokens[token]:
                 raise ApiError(403, 10000, "Authentication error")
+            if name == "logpush_fields":
+                if params["dataset"] != "ai_gateway_events":
+                    raise ApiError(400, 1004, f"Unknown dataset {params['dataset']}")
+                return 200, self._ok(dict(self.logpush_fields))
             if gateway is None:
                 if method != "GET":
                     raise ApiError(405, 7001, f"Method {method} not allowed")

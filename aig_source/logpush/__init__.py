@@ -218,14 +218,18 @@ def list_files(listing: Iterable[Dict[str, Any]], bucket_url: str) -> Iterator[D
     try:
         yield from listing
     except Exception as error:
-        cause: BaseException = error
-        while cause.__cause__ is not None or cause.__context__ is not None:  # past dlt's wrapper
-            cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
-        raise AigSourceError(
-            f"Cannot list the Logpush files in {bucket_url} ({one_line(cause)}): check"
-            f" {config_hint('bucket_url', section=LOGPUSH_SECTION)} and the bucket's"
-            " credentials (credentials under [sources.aig_logpush] in .dlt/secrets.toml)."
-        ) from error
+        raise listing_problem(bucket_url, error) from error
+
+
+def listing_problem(bucket_url: str, error: BaseException) -> AigSourceError:
+    cause = error
+    while cause.__cause__ is not None or cause.__context__ is not None:  # past dlt's wrappers
+        cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+    return AigSourceError(
+        f"Cannot list the Logpush files in {bucket_url} ({one_line(cause)}): check"
+        f" {config_hint('bucket_url', section=LOGPUSH_SECTION)} and the bucket's"
+        " credentials (credentials under [sources.aig_logpush] in .dlt/secrets.toml)."
+    )
 
 
 def read_files(

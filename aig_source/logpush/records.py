@@ -130,9 +130,15 @@ class RecordReader:
 
     def read_file(self, raw: bytes, file_key: str, ingested_at: datetime) -> List[Dict[str, Any]]:
         """Every row of one batch file, or `FileProblem` naming the first line that fails."""
+        return self.read_lines(file_lines(raw), file_key, ingested_at)
+
+    def read_lines(
+        self, lines: List[bytes], file_key: str, ingested_at: datetime
+    ) -> List[Dict[str, Any]]:
+        """The rows of a file's (first) lines."""
         rows = []
         fallback = batch_start(file_key)
-        for number, line in enumerate(file_lines(raw), start=1):
+        for number, line in enumerate(lines, start=1):
             try:
                 record = json.loadb(line)
             except ValueError as error:

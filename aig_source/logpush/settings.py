@@ -23,6 +23,25 @@ DECRYPT_THREADS = 0
 """Files read at once; 0 means one per CPU. Unwrapping a field's key is an RSA-4096 private
 operation (about 6 ms of CPU here) that releases the GIL, so files decrypt in parallel."""
 
+DOCUMENTED_FIELDS = (
+    "Cached",
+    "Endpoint",
+    "Gateway",
+    "Metadata",
+    "Metrics",
+    "Model",
+    "Provider",
+    "RateLimited",
+    "RequestBody",
+    "RequestedModel",
+    "ResponseBody",
+    "RoutingDecisionID",
+    "RoutingReason",
+    "StatusCode",
+    "Timestamp",
+)
+"""The dataset's fields as Cloudflare's page lists them: a job's `field_names` should hold all of
+them (the job exports only the fields it names)."""
 ENCRYPTED_FIELDS = ("Metadata", "RequestBody", "ResponseBody")
 BODY_COLUMNS = {"RequestBody": "request_body", "ResponseBody": "response_body"}
 
@@ -88,6 +107,3 @@ BODY_SCHEMA: Dict[str, TColumnSchema] = {
 
 TIMESTAMP_FORMATS: Tuple[str, ...] = ("unixnano", "unix", "rfc3339", "rfc3339ms", "rfc3339ns")
 """`output_options.timestamp_format` values a Logpush job may use; all are read."""
-
-FIELDS_PATH = "/accounts/{account_id}/logpush/datasets/ai_gateway_events/fields"
-"""The dataset's field list (name to description), compared by `setup.py --check`."""
