@@ -13,9 +13,10 @@ from typing import Any, Dict, Set
 
 import pytest
 import yaml
-from dlt.common.configuration.specs import RuntimeConfiguration
+from dlt.common.configuration.specs import AwsCredentials, RuntimeConfiguration
 
 from aig_source import LogsApiSourceConfiguration, aig_source
+from aig_source.logpush import LogpushConfiguration
 from aig_source.settings import ENV_PREFIX
 
 from .conftest import PROJECT_ROOT
@@ -47,6 +48,11 @@ def load(path: Path) -> Dict[str, Any]:
 def names_the_pipeline_reads() -> Set[str]:
     settings = LogsApiSourceConfiguration.get_resolvable_fields()
     source = {f"{ENV_PREFIX}{name.upper()}" for name in settings}
+    logpush = "SOURCES__AIG_LOGPUSH__"
+    source |= {f"{logpush}{name.upper()}" for name in LogpushConfiguration.get_resolvable_fields()}
+    source |= {
+        f"{logpush}CREDENTIALS__{name.upper()}" for name in AwsCredentials.get_resolvable_fields()
+    }
     runtime = {f"RUNTIME__{name.upper()}" for name in RuntimeConfiguration.__annotations__}
     return source | runtime | DLT_NAMES
 
@@ -59,6 +65,7 @@ def test_workflows_exist() -> None:
         "accounts",
         "report",
         "reconcile",
+        "logpush",
     }
 
 
@@ -115,7 +122,17 @@ def test_jobs_install_with_uv_into_the_runner_python(path: Path) -> None:
         setup = [s for s in steps if str(s.get("uses", "")).startswith("actions/setup-python")]
         assert setup and "cache" not in setup[0]["with"], "uv needs no pip cache to restore"
         installs = [s["run"] for s in steps if s.get("name") == "Install"]
-        assert installs == ['pip install -q "uv>=0.9,<1" && uv pip install --system ".[bigquery]"']
+        extras = "bigquery,s3" if path.stem == "logpush" else "bigquery"  # s3fs: R2 and S3
+        assert installs == [f'pip install -q "uv>=0.9,<1" && uv pip install --system ".[{extras}]"']
+
+
+def test_logpush_shares_the_pipeline_group_and_is_off_until_set_up() -> None:
+    logpush = load(PROJECT_ROOT / ".github" / "workflows" / "logpush.yml")
+    assert list(logpush["on"]) == ["workflow_dispatch"]
+    assert "#   - cron:" in (PROJECT_ROOT / ".github" / "workflows" / "logpush.yml").read_text()
+    assert logpush["concurrency"] == {"group": "aig-logs-pipeline", "cancel-in-progress": False}
+    assert 0 < logpush["jobs"]["logpush"]["timeout-minutes"] <= 60
+    assert logpush["jobs"]["logpush"]["steps"][-1]["run"] == "python pipelines/logpush.py"
 
 
 def test_forward_runs_every_five_minutes() -> None:
