@@ -24,11 +24,12 @@ from aig_source.emulator.logpush import (
     KeyPair,
     format_timestamp,
 )
+from aig_source.jobs.logpush import run_logpush
 from aig_source.logpush.decrypt import FieldDecryptor, FieldDoesNotDecrypt, KeyProblem
 from aig_source.logpush.records import digest_id, file_lines, parse_timestamp
 from aig_source.logpush.settings import DOCUMENTED_FIELDS, TIMESTAMP_FORMATS
 
-from .conftest import run_python
+from .conftest import Workspace, run_python
 from .logpush import (
     FIRST_DAY,
     GATEWAYS,
@@ -480,3 +481,25 @@ def test_setup_check_reads_the_bucket_decrypts_and_compares_the_dataset_fields(
 
 def test_the_emulated_field_list_is_the_documented_one() -> None:
     assert tuple(DATASET_FIELDS) == DOCUMENTED_FIELDS
+
+
+def test_logpush_rows_join_the_rows_of_the_logs_api_in_one_table(
+    tmp_path: Path, workspace: Workspace
+) -> None:
+    workspace.api.generate(40, hours=0.5)
+    assert workspace.run().logs_new == 40
+    space = local_workspace(tmp_path / "logpush")
+    space.job(seed=19).push_days(GATEWAYS, FIRST_DAY, 1, 2, 10)
+    pipeline = workspace.pipeline()
+    summary = run_logpush(pipeline, **space.source_args())
+    assert summary.new_rows == 20
+    rows = workspace.query(
+        "SELECT COUNT(*), COUNT(logpush_file), COUNT(DISTINCT gateway_id) FROM ai_gateway.aig_logs"
+    )
+    assert rows == [(60, 20, 3)]
+    # and the Logs API's next run merges on as before, the Logpush rows untouched
+    workspace.api.generate(5, hours=0.01)
+    assert workspace.run().logs_new == 5
+    assert workspace.query("SELECT COUNT(*), COUNT(logpush_file) FROM ai_gateway.aig_logs") == [
+        (65, 20)
+    ]
