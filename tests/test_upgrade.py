@@ -23,6 +23,7 @@ import pytest
 
 from aig_source.client import AigSourceError
 from aig_source.emulator import DEFAULT_ACCOUNT_ID, DEFAULT_GATEWAY_ID, StoredLog
+from aig_source.jobs.logpush import run_logpush
 from aig_source.jobs.migrate_worker import run_import
 from aig_source.jobs.reconcile import run_reconcile
 from aig_source.runner import describe_failure
@@ -31,6 +32,7 @@ from aig_source.timestamps import parse_ms
 from aig_source.views import VIEW_NAMES
 
 from .conftest import Workspace, merge_statements, stored_ids
+from .logpush import FIRST_DAY, GATEWAYS, local_workspace
 from .test_backfill import backfill_until_done
 from .worker import create_worker_objects, fill_worker_table
 
@@ -226,3 +228,41 @@ def test_the_worker_import_onto_a_previous_versions_table_and_state(workspace: W
     assert workspace.query(
         "SELECT COUNT(*), COUNT(DISTINCT id), COUNT(gateway_id) FROM ai_gateway.aig_logs"
     ) == [(everything, everything, everything)]
+
+
+def test_logpush_files_onto_a_single_gateway_versions_table_and_state(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """The last single-gateway version's table and state, then Logpush files of two other
+    gateways loaded before any Logs API run of this version: the files add their rows and
+    columns, and the first forward run still carries the old state and rows over."""
+    restore_previous_version(workspace, SINGLE_GATEWAY_FIXTURE)
+    before = set(workspace.ids())
+    old = committed_source_state(workspace)
+    old_cursor_ms = parse_ms(
+        old["resources"]["aig_logs"]["incremental"]["created_at"]["last_value"]
+    )
+    newer = [
+        log.id
+        for log in workspace.api.gateway().store.snapshot()
+        if log.created_at_ms > old_cursor_ms
+    ]
+    space = local_workspace(tmp_path / "logpush")
+    space.job(seed=41).push_days(GATEWAYS, FIRST_DAY, 1, 2, 10)
+
+    summary = run_logpush(workspace.pipeline(), **space.source_args())
+
+    assert summary.problem() is None and summary.new_rows == 20
+    assert workspace.query(
+        "SELECT gateway_id, COUNT(*) FROM ai_gateway.aig_logs GROUP BY ALL ORDER BY ALL"
+    ) == [(GATEWAYS[0], 10), (GATEWAYS[1], 10), (None, len(before))]
+
+    first = workspace.run(max_pages=50)
+
+    assert first.logs_new == len(newer)
+    assert workspace.query(
+        "SELECT gateway_id, COUNT(*) FROM ai_gateway.aig_logs GROUP BY ALL ORDER BY ALL"
+    ) == [(GATEWAYS[0], 10), (GATEWAYS[1], 10), (DEFAULT_GATEWAY_ID, len(before) + len(newer))]
+    state = committed_source_state(workspace)
+    assert ROWS_TO_FILL not in state and DEFAULT_GATEWAY_ID in state[ORIGINS]
+    assert state["resources"]["aig_logs_logpush"]["last_run"]["files_loaded"] == 2
