@@ -503,3 +503,31 @@ def test_logpush_rows_join_the_rows_of_the_logs_api_in_one_table(
     assert workspace.query("SELECT COUNT(*), COUNT(logpush_file) FROM ai_gateway.aig_logs") == [
         (65, 20)
     ]
+
+
+def test_status_shows_the_logpush_job_and_fails_while_a_file_keeps_failing(
+    tmp_path: Path,
+) -> None:
+    space = local_workspace(tmp_path)
+    files = space.job(scheme=PLAIN, seed=43).push_days(GATEWAYS, FIRST_DAY, 1, 3, 10)
+    good = truncate(space.bucket, files[1])
+    status_script = LOGPUSH_SCRIPT.with_name("status.py")
+    assert space.script().returncode == 1
+
+    failing = run_python(str(status_script), cwd=space.root, env=space.env())
+
+    assert failing.returncode == 1
+    line = [text for text in failing.stdout.splitlines() if text.startswith("logpush:")]
+    assert line[0].startswith("logpush: failing; last run ")
+    assert f"20 records from 2 files of {space.bucket_url}); 1 file(s) failing" in line[0]
+    assert files[1].key in line[0]
+    assert "error: logpush: 1 file(s) keep failing (see above)." in failing.stderr
+    assert "no gateway has been read yet" not in failing.stdout
+
+    space.bucket.put(files[1].key, good)
+    assert space.script().returncode == 0
+    healthy = run_python(str(status_script), "--json", cwd=space.root, env=space.env())
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    figures = json.loads(healthy.stdout)
+    assert figures["healthy"] is True and figures["gateways"] == {}
+    assert figures["logpush"]["verdict"] == "ok" and figures["logpush"]["failing_files"] == {}

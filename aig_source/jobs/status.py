@@ -14,6 +14,9 @@ from dlt.common.configuration.specs import BaseConfiguration
 from ..client import AigSourceError
 from ..config import SECTIONS, gateway_ids
 from ..fleet import FAILED, GONE
+from ..logpush import BUCKETS
+from ..logpush.ledger import FAILED as FAILED_FILES
+from ..logpush.settings import LOGPUSH_RESOURCE
 from ..ratelimit import paced_seconds
 from ..runner import format_duration
 from ..settings import (
@@ -130,6 +133,52 @@ class GatewayStatus:
 
 
 @dataclass
+class LogpushStatus:
+    """The Logpush job's last run and the files that keep failing, as the state holds them."""
+
+    verdict: str
+    last_run: Dict[str, Any] = field(default_factory=dict)
+    last_run_age_seconds: Optional[float] = None
+    failing_files: Dict[str, str] = field(default_factory=dict)
+
+    def text(self) -> str:
+        run = self.last_run
+        text = (
+            f"logpush: {self.verdict}; last run {run.get('finished_at')}"
+            f" ({format_duration(self.last_run_age_seconds or 0)} ago,"
+            f" {int(run.get('records', 0)):,} records from {int(run.get('files_loaded', 0)):,}"
+            f" files of {run.get('bucket_url')})"
+        )
+        if self.failing_files:
+            text += f"; {len(self.failing_files)} file(s) failing, read again by every run: " + (
+                "; ".join(f"{key} ({cause})" for key, cause in sorted(self.failing_files.items()))
+            )
+        return text + "."
+
+
+def logpush_status(
+    resources: Dict[str, Any], threshold: float, now: int
+) -> Optional[LogpushStatus]:
+    """The Logpush job's status, or None when it never ran."""
+    state = resources.get(LOGPUSH_RESOURCE)
+    if not state or LAST_RUN not in state:
+        return None
+    last_run = dict(state[LAST_RUN])
+    failing: Dict[str, str] = {}
+    for ledger in state.get(BUCKETS, {}).values():
+        failing.update(ledger.get(FAILED_FILES, {}))
+    status = LogpushStatus(OK, last_run, failing_files=failing)
+    finished_ms = _ms(last_run.get("finished_at"))
+    if finished_ms is not None:
+        status.last_run_age_seconds = max(0.0, (now - finished_ms) / 1000)
+    if failing:
+        status.verdict = FAILING
+    elif threshold and (status.last_run_age_seconds or 0) > threshold:
+        status.verdict = STALE
+    return status
+
+
+@dataclass
 class StatusReport:
     """Every gateway of one pipeline, and whether each is fresh."""
 
@@ -140,11 +189,15 @@ class StatusReport:
     checked_at: str
     gateways: List[GatewayStatus] = field(default_factory=list)
     imports: Dict[str, Any] = field(default_factory=dict)
+    logpush: Optional[LogpushStatus] = None
     as_json: bool = False
 
     @property
     def healthy(self) -> bool:
-        return bool(self.gateways) and all(g.verdict == OK for g in self.gateways)
+        jobs = [g.verdict for g in self.gateways]
+        if self.logpush is not None:
+            jobs.append(self.logpush.verdict)
+        return bool(jobs) and all(verdict == OK for verdict in jobs)
 
     def figures(self) -> Dict[str, Any]:
         return {
@@ -159,6 +212,7 @@ class StatusReport:
                 for g in self.gateways
             },
             "worker_imports": self.imports,
+            "logpush": None if self.logpush is None else vars(self.logpush),
         }
 
     def line(self) -> str:
@@ -173,9 +227,11 @@ class StatusReport:
             f"{self.pipeline_name}: {self.destination} dataset {self.dataset}, {threshold};"
             f" state read from the destination at {self.checked_at}"
         ]
-        if not self.gateways:
+        if not self.gateways and self.logpush is None:
             lines.append("no gateway has been read yet: run python pipelines/forward.py.")
         lines += [g.text(self.threshold_seconds) for g in self.gateways]
+        if self.logpush is not None:
+            lines.append(self.logpush.text())
         for table, progress in sorted(self.imports.items()):
             done = "finished" if progress.get("finished") else "not finished (run it again)"
             lines.append(
@@ -205,7 +261,17 @@ class StatusReport:
                     f" {format_duration(self.threshold_seconds)} allowed: is its schedule"
                     " running?"
                 )
-        if not self.gateways:
+        if self.logpush is not None and self.logpush.verdict == FAILING:
+            lines.append(
+                f"logpush: {len(self.logpush.failing_files)} file(s) keep failing (see above)."
+            )
+        elif self.logpush is not None and self.logpush.verdict == STALE:
+            lines.append(
+                f"logpush: no run for {format_duration(self.logpush.last_run_age_seconds or 0)},"
+                f" more than the {format_duration(self.threshold_seconds)} allowed: is its"
+                " schedule running?"
+            )
+        if not self.gateways and self.logpush is None:
             lines.append("no gateway has been read yet.")
         return "\n".join(lines) or None
 
@@ -304,6 +370,7 @@ def pipeline_status(pipeline: dlt.Pipeline, as_json: bool = False) -> StatusRepo
         imports=dict(resources.get(WORKER_IMPORT_RESOURCE, {}).get(IMPORTS, {})),
         as_json=as_json,
     )
+    report.logpush = logpush_status(resources, report.threshold_seconds, now)
     for gateway_id in sorted(known | set(configured)):
         report.gateways.append(
             gateway_status(

@@ -208,6 +208,7 @@ def aig_logs_logpush(
                 gateways[row["gateway_id"]] = gateways.get(row["gateway_id"], 0) + 1
         ledger.settle()
         run["rsa_operations"] = reader.decryptor.rsa_operations
+        run["finished_at"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         dlt.current.resource_state()[LAST_RUN] = run
 
     return declare_table(rows)
