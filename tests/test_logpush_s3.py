@@ -6,14 +6,24 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, List
 
 import pytest
 
-from aig_source.emulator.logpush import S3Endpoint, s3_on_loopback
+from aig_source.emulator.logpush import KeyPair, S3Endpoint, s3_on_loopback
 
 from .conftest import run_python
-from .logpush import FIRST_DAY, GATEWAYS, LOGPUSH_SCRIPT, s3_workspace, truncate, truth, utc
+from .logpush import (
+    FIRST_DAY,
+    GATEWAYS,
+    LOGPUSH_SCRIPT,
+    keys,
+    s3_workspace,
+    truncate,
+    truth,
+    utc,
+)
+from .test_secrets import assert_nowhere, key_fragments
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +98,45 @@ def test_setup_check_lists_and_reads_an_s3_bucket(tmp_path: Path, s3: S3Endpoint
     )
     assert lines[1].startswith(f"OK    Logpush newest file: {files[-1].key}: its first 6 records")
     assert s3.secret_access_key not in result.stdout.replace("aig-logpush", "")
+
+
+def test_the_private_key_and_the_bucket_secret_are_never_printed_or_stored(
+    tmp_path: Path, s3: S3Endpoint
+) -> None:
+    space = s3_workspace(tmp_path, s3, "secret-logs")
+    files = space.job(seed=27).push_days(GATEWAYS, FIRST_DAY, 1, 3, 8)
+    bucket_secret = "s3sk-SECRET-4f1e9b7a2c6d"
+    env = space.env(SOURCES__AIG_LOGPUSH__CREDENTIALS__AWS_SECRET_ACCESS_KEY=bucket_secret)
+    outputs: List[str] = []
+
+    def run(script: Path = LOGPUSH_SCRIPT, *args: str, **extra: str) -> int:
+        result = run_python(str(script), *args, cwd=space.root, env={**env, **extra})
+        outputs.extend([result.stdout, result.stderr])
+        return result.returncode
+
+    good = truncate(space.bucket, files[0])
+    assert run() == 1  # a broken file
+    space.bucket.put(files[0].key, good)
+    assert run(LOGPUSH_SCRIPT.with_name("setup.py"), "--check") == 0
+    other = KeyPair.generate(2048)
+    assert run(SOURCES__AIG_LOGPUSH__PRIVATE_KEY=other.private_pem) == 1  # a wrong key
+    assert run() == 0
+    assert run(LOGPUSH_SCRIPT.with_name("status.py")) == 0
+    info = run_python(
+        "-m",
+        "dlt",
+        "pipeline",
+        "--pipelines-dir",
+        str(space.root / "dlt_data" / "pipelines"),
+        "aig_logs",
+        "info",
+        "-v",
+        cwd=space.root,
+        env=env,
+    )
+    outputs.extend([info.stdout, info.stderr])
+    assert "aig_logs_logpush" in info.stdout
+
+    secrets = [bucket_secret, *key_fragments(keys().private_pem), *key_fragments(other.private_pem)]
+    assert assert_nowhere(secrets, outputs, space.root) > 20
+    assert space.rows() == truth(space.bucket)
