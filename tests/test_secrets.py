@@ -174,7 +174,7 @@ def test_example_secrets_hold_placeholders_only_and_real_secrets_are_ignored() -
     setting = re.compile(r'^#?\s*(\[[\w.]+\]|\w+ = ".*")')
     lines = [m.group(1) for m in map(setting.match, example.splitlines()) if m is not None]
     values = [str(v) for v in _leaves(tomlkit.parse("\n".join(lines)))]
-    assert len(values) == 4 and all(v.startswith("<") and v.endswith(">") for v in values), values
+    assert len(values) == 8 and all(v.startswith("<") and v.endswith(">") for v in values), values
     ignored = (PROJECT_ROOT / ".gitignore").read_text().splitlines()
     assert ".dlt/secrets.toml" in ignored
 
