@@ -512,7 +512,7 @@ def test_status_shows_the_logpush_job_and_fails_while_a_file_keeps_failing(
     files = space.job(scheme=PLAIN, seed=43).push_days(GATEWAYS, FIRST_DAY, 1, 3, 10)
     good = truncate(space.bucket, files[1])
     status_script = LOGPUSH_SCRIPT.with_name("status.py")
-    assert space.script().returncode == 1
+    assert space.run().problem()
 
     failing = run_python(str(status_script), cwd=space.root, env=space.env())
 
@@ -525,7 +525,7 @@ def test_status_shows_the_logpush_job_and_fails_while_a_file_keeps_failing(
     assert "no gateway has been read yet" not in failing.stdout
 
     space.bucket.put(files[1].key, good)
-    assert space.script().returncode == 0
+    assert space.run().problem() is None
     healthy = run_python(str(status_script), "--json", cwd=space.root, env=space.env())
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     figures = json.loads(healthy.stdout)
