@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -122,7 +123,9 @@ def main() -> None:
             "DLT_DATA_DIR": str(root / "dlt"),
         }
     )
+    # every load starts from an empty table and no pipeline state (a kept folder's earlier run)
     (root / "aig_logs.duckdb").unlink(missing_ok=True)
+    shutil.rmtree(root / "dlt", ignore_errors=True)
     run = run_script("logpush.py", [], env, str(root))
     records = args.records // args.files * args.files
     print(run.stdout.strip())

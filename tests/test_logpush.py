@@ -191,7 +191,7 @@ def test_files_listed_again_are_skipped_and_late_files_in_old_folders_are_read(
     tmp_path: Path,
 ) -> None:
     space = local_workspace(tmp_path)
-    job = space.job(seed=5)
+    job = space.job(scheme=PLAIN, seed=5)
     job.push_days(GATEWAYS, FIRST_DAY, 2, 3, 20)
     first = space.run()
     assert first.files_loaded == 6
@@ -322,6 +322,31 @@ def test_missing_settings_name_the_aig_logpush_section(tmp_path: Path) -> None:
     )
 
 
+def test_loads_are_bounded_by_records_and_files(tmp_path: Path) -> None:
+    space = local_workspace(tmp_path)
+    space.job(scheme=PLAIN, seed=45).push_days(GATEWAYS, FIRST_DAY, 2, 5, 10)
+    by_records = space.run(records_per_load=25)  # three files of ten records a load
+    assert (by_records.loads, by_records.files_loaded, by_records.records) == (4, 10, 100)
+    assert space.rows() == truth(space.bucket)
+    other = local_workspace(tmp_path / "by_files")
+    for pushed in space.bucket.files:
+        other.bucket.put(pushed.key, pushed.raw)
+    by_files = other.run(files_per_load=4)
+    assert (by_files.loads, by_files.files_loaded) == (3, 10)
+    assert other.rows() == truth(space.bucket)
+
+
+def test_an_empty_bucket_path_says_so(tmp_path: Path) -> None:
+    space = local_workspace(tmp_path)
+    summary = space.run()
+    assert summary.problem() is None
+    assert summary.line() == (
+        f"aig_logs logpush: 0 records from 0 new files of 0 in {space.bucket_url} (0 new logs, 0"
+        " already loaded and merged) in 1 load; no Logpush files there yet: check that the"
+        " Logpush job writes to this path (and file_glob, if set)."
+    )
+
+
 def test_bodies_load_only_when_asked(tmp_path: Path) -> None:
     space = local_workspace(tmp_path)
     files = space.job(seed=9).push_days(GATEWAYS, FIRST_DAY, 1, 1, 12)
@@ -349,7 +374,7 @@ def test_bodies_load_only_when_asked(tmp_path: Path) -> None:
 
 def test_the_views_count_logpush_rows(tmp_path: Path) -> None:
     space = local_workspace(tmp_path)
-    space.job(seed=11).push_days(GATEWAYS, FIRST_DAY, 2, 2, 25)
+    space.job(scheme=PLAIN, seed=11).push_days(GATEWAYS, FIRST_DAY, 2, 2, 25)
     space.run()
     by_view = space.query(
         "SELECT gateway_id, SUM(requests), ROUND(SUM(cost), 9) FROM ai_gateway.aig_usage_daily"
@@ -489,7 +514,7 @@ def test_logpush_rows_join_the_rows_of_the_logs_api_in_one_table(
     workspace.api.generate(40, hours=0.5)
     assert workspace.run().logs_new == 40
     space = local_workspace(tmp_path / "logpush")
-    space.job(seed=19).push_days(GATEWAYS, FIRST_DAY, 1, 2, 10)
+    space.job(scheme=PLAIN, seed=19).push_days(GATEWAYS, FIRST_DAY, 1, 2, 10)
     pipeline = workspace.pipeline()
     summary = run_logpush(pipeline, **space.source_args())
     assert summary.new_rows == 20

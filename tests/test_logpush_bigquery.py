@@ -17,6 +17,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
+from aig_source.emulator.logpush import PLAIN
 from aig_source.jobs.forward import run_forward
 from aig_source.jobs.logpush import run_logpush
 from aig_source.logpush import logpush_files
@@ -36,7 +37,7 @@ def test_logpush_rows_land_in_bigquery_and_the_api_rows_merge_beside_them(
     workspace: Workspace, bigquery: EmulatedBigQuery, tmp_path: Path
 ) -> None:
     space = local_workspace(tmp_path / "logpush")
-    job = space.job(seed=31)
+    job = space.job(scheme=PLAIN, seed=31)
     files = job.push_days(GATEWAYS, FIRST_DAY, 2, 2, 15)
     job.redeliver(files[1])
     pipeline = bigquery.pipeline(tmp_path)
@@ -65,7 +66,7 @@ def test_the_logpush_columns_are_added_to_an_existing_table_with_bigquery_sql(
 ) -> None:
     pipeline = normalized_for_bigquery(workspace, tmp_path)  # the Logs API's table
     space = local_workspace(tmp_path / "logpush")
-    space.job(seed=33).push_days(GATEWAYS, FIRST_DAY, 1, 1, 5)
+    space.job(scheme=PLAIN, seed=33).push_days(GATEWAYS, FIRST_DAY, 1, 1, 5)
     pipeline.extract(logpush_files(**space.source_args()), loader_file_format="jsonl")
     pipeline.normalize()
     columns = pipeline.default_schema.tables[TABLE_NAME]["columns"]

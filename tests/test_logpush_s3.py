@@ -10,7 +10,7 @@ from typing import Iterator, List
 
 import pytest
 
-from aig_source.emulator.logpush import KeyPair, S3Endpoint, s3_on_loopback
+from aig_source.emulator.logpush import PLAIN, KeyPair, S3Endpoint, s3_on_loopback
 
 from .conftest import run_python
 from .logpush import (
@@ -35,7 +35,7 @@ def s3() -> Iterator[S3Endpoint]:
 def test_a_bucket_on_s3_loads_each_file_once(tmp_path: Path, s3: S3Endpoint) -> None:
     space = s3_workspace(tmp_path, s3, "gateway-logs")
     assert space.bucket_url.startswith("s3://") and s3.endpoint_url.startswith("http://127.0.0.1:")
-    job = space.job(seed=21)
+    job = space.job(scheme=PLAIN, seed=21)
     files = job.push_days(GATEWAYS, FIRST_DAY, 3, 3, 20)
     job.redeliver(files[4])
     job.push_probe_files()
@@ -87,7 +87,7 @@ def test_a_bucket_that_does_not_exist_is_one_line(tmp_path: Path, s3: S3Endpoint
 
 def test_setup_check_lists_and_reads_an_s3_bucket(tmp_path: Path, s3: S3Endpoint) -> None:
     space = s3_workspace(tmp_path, s3, "checked")
-    files = space.job(seed=25).push_days(GATEWAYS, FIRST_DAY, 1, 3, 6)
+    files = space.job(scheme=PLAIN, seed=25).push_days(GATEWAYS, FIRST_DAY, 1, 3, 6)
     space.job().push_probe_files()
     script = LOGPUSH_SCRIPT.with_name("setup.py")
     result = run_python(str(script), "--check", cwd=space.root, env=space.env())

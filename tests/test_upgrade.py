@@ -23,6 +23,7 @@ import pytest
 
 from aig_source.client import AigSourceError
 from aig_source.emulator import DEFAULT_ACCOUNT_ID, DEFAULT_GATEWAY_ID, StoredLog
+from aig_source.emulator.logpush import PLAIN
 from aig_source.jobs.logpush import run_logpush
 from aig_source.jobs.migrate_worker import run_import
 from aig_source.jobs.reconcile import run_reconcile
@@ -248,7 +249,7 @@ def test_logpush_files_onto_a_single_gateway_versions_table_and_state(
         if log.created_at_ms > old_cursor_ms
     ]
     space = local_workspace(tmp_path / "logpush")
-    space.job(seed=41).push_days(GATEWAYS, FIRST_DAY, 1, 2, 10)
+    space.job(scheme=PLAIN, seed=41).push_days(GATEWAYS, FIRST_DAY, 1, 2, 10)
 
     summary = run_logpush(workspace.pipeline(), **space.source_args())
 

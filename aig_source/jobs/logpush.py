@@ -59,6 +59,11 @@ class LogpushSummary:
             f" logs, {merged:,} already loaded and merged) in {self.loads:,}"
             f" load{'s' if self.loads != 1 else ''}"
         )
+        if not self.files_listed:
+            text += (
+                "; no Logpush files there yet: check that the Logpush job writes to this path"
+                " (and file_glob, if set)"
+            )
         if self.gateways:
             parts = ", ".join(f"{gw} {count:,}" for gw, count in sorted(self.gateways.items()))
             text += (

@@ -51,6 +51,7 @@ from .settings import (
     DEFAULT_FILE_GLOB,
     DEFAULT_FILES_PER_LOAD,
     DEFAULT_LOOKBACK_SECONDS,
+    DEFAULT_RECORDS_PER_LOAD,
     LOG_FILE_SUFFIX,
     LOGPUSH_COLUMNS,
     LOGPUSH_RESOURCE,
@@ -73,6 +74,7 @@ class LogpushConfiguration(FilesystemConfigurationResource):
     private_key: Optional[TSecretStrValue] = None
     load_bodies: bool = False
     files_per_load: int = DEFAULT_FILES_PER_LOAD
+    records_per_load: int = DEFAULT_RECORDS_PER_LOAD
     lookback_seconds: float = DEFAULT_LOOKBACK_SECONDS
     decrypt_threads: int = DECRYPT_THREADS
     config_section: ClassVar[str] = LOGPUSH_SECTION
@@ -99,6 +101,7 @@ def logpush_files(
     private_key: Optional[TSecretStrValue] = None,
     load_bodies: bool = False,
     files_per_load: int = DEFAULT_FILES_PER_LOAD,
+    records_per_load: int = DEFAULT_RECORDS_PER_LOAD,
     lookback_seconds: float = DEFAULT_LOOKBACK_SECONDS,
     decrypt_threads: int = DECRYPT_THREADS,
     kwargs: Optional[Dict[str, Any]] = None,
@@ -120,6 +123,8 @@ def logpush_files(
         load_bodies: Also load the decrypted request and response bodies (`request_body`,
             `response_body`).
         files_per_load: Files read by one load; the job runs loads until none is left.
+        records_per_load: A load ends after the file that brings it to this many records
+            (a Logpush file holds up to 100,000 by default): bounds a load's memory.
         lookback_seconds: How long before the newest loaded file a file is still looked for by
             name (`ledger.py`).
         decrypt_threads: Files read and decrypted at once (0: one per CPU).
@@ -143,6 +148,7 @@ def logpush_files(
         listing,
         reader,
         files_per_load=files_per_load,
+        records_per_load=records_per_load,
         lookback_seconds=lookback_seconds,
         threads=decrypt_threads or os.cpu_count() or 1,
         exclude=exclude,
@@ -154,6 +160,7 @@ def aig_logs_logpush(
     listing: Iterable[Dict[str, Any]],
     reader: RecordReader,
     files_per_load: int,
+    records_per_load: int,
     lookback_seconds: float,
     threads: int,
     exclude: FrozenSet[str],
@@ -188,12 +195,13 @@ def aig_logs_logpush(
             "records": 0,
             "failed": {},
             "gone": gone,
-            "files_pending": len(pending) - len(batch),
             "gateways": {},
         }
         ingested_at = datetime.now(timezone.utc)
+        done = 0
         for item, outcome in read_files(batch, reader, threads, ingested_at):
             key = item["relative_path"]
+            done += 1
             if isinstance(outcome, FileProblem):
                 ledger.mark_failed(key, str(outcome))
                 run["failed"][key] = str(outcome)
@@ -206,6 +214,9 @@ def aig_logs_logpush(
             for row in outcome:
                 gateways = run["gateways"]
                 gateways[row["gateway_id"]] = gateways.get(row["gateway_id"], 0) + 1
+            if run["records"] >= records_per_load:
+                break  # the files read ahead are read again by the next load
+        run["files_pending"] = len(pending) - done
         ledger.settle()
         run["rsa_operations"] = reader.decryptor.rsa_operations
         run["finished_at"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

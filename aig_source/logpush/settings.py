@@ -15,6 +15,9 @@ LOG_FILE_SUFFIX = ".log.gz"
 DEFAULT_FILES_PER_LOAD = 200
 """Files read per load (each load commits its files with their rows): bounds what a kill can
 lose and what a backlog's load holds on disk."""
+DEFAULT_RECORDS_PER_LOAD = 100_000
+"""A load ends after the file that brings it to this many records: the merge of a load's rows is
+what takes memory (DuckDB held 1.6 GiB merging one load of a million records)."""
 DEFAULT_LOOKBACK_SECONDS = 6 * 3600
 """Files modified up to this long before the newest file loaded are remembered by name; older
 ones are settled (loaded, or kept in the failed list until they load). Covers uploads that
