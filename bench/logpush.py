@@ -10,7 +10,7 @@ Unwrapping each encrypted field's key is one RSA private operation, which domina
 figures are given with the number of those operations and their rate on this machine.
 
 Run: .venv/bin/python -m bench.logpush [--records 1000000] [--files 200] [--key-bits 4096]
-     [--scheme envelope|plain] [--load-bodies] [--threads N] [--folder DIR]
+     [--scheme envelope|plain] [--load-bodies] [--threads N] [--records-per-load N] [--folder DIR]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from aig_source.emulator import DEFAULT_ACCOUNT_ID
 from aig_source.emulator.logpush import ENVELOPE, PLAIN, KeyPair, LogpushBucket, LogpushJob
 from aig_source.logpush.decrypt import OAEP_SHA256
+from aig_source.logpush.settings import DEFAULT_RECORDS_PER_LOAD
 from bench.common import run_script
 
 GATEWAYS = ("app-prod", "app-staging", "support-bot", "search-api")
@@ -90,6 +91,7 @@ def main() -> None:
     parser.add_argument("--scheme", choices=(ENVELOPE, PLAIN), default=ENVELOPE)
     parser.add_argument("--load-bodies", action="store_true")
     parser.add_argument("--threads", type=int, default=0, help="decrypt_threads (0: one per CPU)")
+    parser.add_argument("--records-per-load", type=int, default=DEFAULT_RECORDS_PER_LOAD)
     parser.add_argument("--folder", help="keep the bucket here (reused when it has files)")
     args = parser.parse_args()
 
@@ -119,6 +121,7 @@ def main() -> None:
             "SOURCES__AIG_LOGPUSH__PRIVATE_KEY": private_pem,
             "SOURCES__AIG_LOGPUSH__LOAD_BODIES": "true" if args.load_bodies else "false",
             "SOURCES__AIG_LOGPUSH__DECRYPT_THREADS": str(args.threads),
+            "SOURCES__AIG_LOGPUSH__RECORDS_PER_LOAD": str(args.records_per_load),
             "DESTINATION__DUCKDB__CREDENTIALS": str(root / "aig_logs.duckdb"),
             "DLT_DATA_DIR": str(root / "dlt"),
         }
