@@ -271,7 +271,8 @@ def keep_views(pipeline: dlt.Pipeline) -> None:
         ) from error
 
 
-def _causes(error: BaseException) -> Iterator[BaseException]:
+def causes(error: BaseException) -> Iterator[BaseException]:
+    """`error`, then what caused it, through dlt's step and extraction wrappers."""
     seen = set()
     current: Optional[BaseException] = error
     while current is not None and id(current) not in seen:
@@ -285,7 +286,7 @@ def _causes(error: BaseException) -> Iterator[BaseException]:
 
 def describe_failure(error: BaseException, demo_hint: bool = True) -> str:
     """One line that says why a run failed and what to do; never includes a secret value."""
-    for cause in _causes(error):
+    for cause in causes(error):
         if isinstance(cause, ConfigFieldMissingException):
             destination = getattr(cause.config, "destination_type", None)
             if destination:
@@ -297,7 +298,7 @@ def describe_failure(error: BaseException, demo_hint: bool = True) -> str:
         destination_problem = describe_destination_error(cause)
         if destination_problem:
             return destination_problem
-    return one_line(list(_causes(error))[-1])
+    return one_line(list(causes(error))[-1])
 
 
 def missing_destination_message(destination: str, fields: List[str]) -> str:

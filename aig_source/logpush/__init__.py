@@ -39,6 +39,7 @@ from dlt.sources.filesystem import filesystem
 from dlt.sources.filesystem.helpers import AbstractFileSystem, FilesystemConfigurationResource
 
 from ..client import AigSourceError, config_hint, one_line
+from ..runner import causes
 from ..settings import SOURCE_SECTION
 from ..state import LAST_RUN
 from ..table import TABLE_HINTS, declare_table
@@ -234,9 +235,7 @@ def list_files(listing: Iterable[Dict[str, Any]], bucket_url: str) -> Iterator[D
 
 
 def listing_problem(bucket_url: str, error: BaseException) -> AigSourceError:
-    cause = error
-    while cause.__cause__ is not None or cause.__context__ is not None:  # past dlt's wrappers
-        cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+    cause = list(causes(error))[-1]  # past dlt's wrappers
     return AigSourceError(
         f"Cannot list the Logpush files in {bucket_url} ({one_line(cause)}): check"
         f" {config_hint('bucket_url', section=LOGPUSH_SECTION)} and the bucket's"
