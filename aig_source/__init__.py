@@ -19,6 +19,7 @@ from dlt.sources import DltResource
 
 from . import state, timestamps
 from .backfill import BackfillWalk
+from .batches import rows_for_load
 from .client import AigSourceError, LogsApiClient
 from .config import (
     ConfigurationError,
@@ -216,7 +217,7 @@ def aig_logs_forward(
             Pages of rows for table `aig_logs`.
         """
         read = fleet()
-        yield from read.pages(read_gateway)
+        yield from rows_for_load(read.pages(read_gateway))
         dlt.current.resource_state()[state.LAST_RUN] = read.outcome()
 
     return aig_logs
@@ -281,7 +282,7 @@ def aig_logs_history(
             )
 
         read = fleet(only)
-        yield from read.pages(read_gateway)
+        yield from rows_for_load(read.pages(read_gateway))
         dlt.current.resource_state()[state.LAST_RUN] = read.outcome()
 
     return aig_logs_backfill
@@ -363,7 +364,7 @@ def aig_logs_reconciliation(fleet: Callable[..., FleetRead], per_page: int) -> D
             )
 
         read = fleet(only)
-        yield from read.pages(read_gateway)
+        yield from rows_for_load(read.pages(read_gateway))
         dlt.current.resource_state()[state.LAST_RUN] = read.outcome()
 
     return aig_logs_reconcile

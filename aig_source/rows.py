@@ -7,6 +7,8 @@ import logging
 from datetime import datetime
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from dlt.common.json import json as dlt_json
+
 from .settings import BOOL_FIELDS, FLOAT_FIELDS, INTEGER_FIELDS, TEXT_FIELDS
 from .timestamps import from_ms, parse_ms
 
@@ -53,9 +55,11 @@ _COERCERS: Dict[str, Tuple[type, Callable[[Any], Any]]] = {
     **{name: (int, _to_int) for name in INTEGER_FIELDS},
     **{name: (float, _to_float) for name in FLOAT_FIELDS},
     **{name: (bool, _to_bool) for name in BOOL_FIELDS},
-    **{name: (str, _to_text) for name in TEXT_FIELDS},
+    **{name: (str, _to_text) for name in TEXT_FIELDS if name != "id"},
 }
-"""Per declared field: the type its values usually already have, and how to coerce others."""
+"""Per declared field: the type its values usually already have, and how to coerce others
+(`id` is kept exactly as served)."""
+_USUAL_TYPES = tuple((name, usual) for name, (usual, _) in _COERCERS.items())
 
 
 def decode_metadata(raw: Any) -> Any:
@@ -68,9 +72,12 @@ def decode_metadata(raw: Any) -> Any:
         if not raw.strip():
             return None
         try:
-            return json.loads(raw)
+            return dlt_json.loads(raw)
         except ValueError:
-            return raw
+            try:  # what orjson refuses and JSON allows: integers beyond 64 bits
+                return json.loads(raw)
+            except ValueError:
+                return raw
     return raw
 
 
@@ -85,11 +92,16 @@ def to_row(
     row: Dict[str, Any] = dict(item)
     row["gateway_id"], row["account_id"] = gateway_id, account_id
     row["created_at"] = from_ms(parse_ms(item["created_at"]))
-    for name, (usual, coerce) in _COERCERS.items():
-        value = row.get(name)
-        # `type() is` on purpose: a bool is an int, and must still become a float or text
-        if value is None or type(value) is usual or name == "id":
-            continue
+    # `type() is` on purpose: a bool is an int, and must still become a float or text; one
+    # comprehension, as almost every value already has its type
+    unusual = [
+        name
+        for name, usual in _USUAL_TYPES
+        if (value := row.get(name)) is not None and type(value) is not usual
+    ]
+    for name in unusual:
+        value = row[name]
+        coerce = _COERCERS[name][1]
         try:
             row[name] = coerce(value)
         except (TypeError, ValueError):

@@ -73,6 +73,11 @@ LOADER_FILE_FORMATS: Dict[str, str] = {"duckdb": "parquet", "bigquery": "jsonl"}
 """parquet keeps DuckDB loads small and fast and stores `metadata` as exact JSON text; BigQuery
 cannot load JSON columns from parquet, so it gets jsonl."""
 DEFAULT_LOADER_FILE_FORMAT = "jsonl"
+ARROW_DESTINATIONS = ("duckdb",)
+"""Destinations the sources hand Arrow tables to (see `batches.py`): DuckDB loads them as parquet,
+JSON as text; BigQuery loads a JSON column only from jsonl, so it gets dicts."""
+ARROW_BATCH_ROWS = 5_000
+"""Rows per Arrow table: large enough that per-table costs vanish, small enough to hold lightly."""
 
 LOG_COLUMNS: Dict[str, TColumnSchema] = {
     "id": {"data_type": "text", "nullable": False, "description": "Log id (ULID, later UUIDv7)"},
@@ -137,6 +142,10 @@ BOUNDED_MERGE_HINT = "x-bounded-merge-column"
 """Table hint naming the column whose range in each batch bounds the merge's reads of the target
 (see `destinations/merge.py`); set on `aig_logs` to `created_at`, safe because the API never
 changes a log's `created_at`. Merge tables without it get dlt's own merge."""
+
+DEDUPLICATED_HINT = "x-stage-data-deduplicated"
+"""dlt's table hint for staged data with no duplicate primary key; the bounded merge sets it on
+a batch it found unique, so dlt's INSERT skips its deduplicating window."""
 
 DEFAULT_REPORT_PATH = "aig_logs_report.html"
 DEFAULT_REPORT_DAYS = 30

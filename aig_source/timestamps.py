@@ -11,18 +11,14 @@ def format_ms(epoch_ms: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def parse_ms(value: Union[str, datetime]) -> int:
     """Epoch milliseconds of an ISO 8601 string (with or without fraction, `Z` or offset) or a
     datetime; naive values are taken as UTC."""
+    # every log's `created_at` is read by the pager, the lookback counts, the cursor rows and
+    # the row builder: one parse, the rest from this cache
     if isinstance(value, datetime):
         return _datetime_ms(value)
-    return _text_ms(value)
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _text_ms(value: str) -> int:
-    # every log's `created_at` is read by the pager, the lookback counts, the cursor rows and
-    # the row builder: one parse each, the rest from this cache
     text = value.strip()
     if text[-1:] in ("Z", "z"):
         text = text[:-1] + "+00:00"
@@ -37,7 +33,7 @@ def _datetime_ms(moment: datetime) -> int:
 
 def now_ms() -> int:
     """The wall clock, as epoch milliseconds."""
-    return parse_ms(datetime.now(timezone.utc))
+    return _datetime_ms(datetime.now(timezone.utc))
 
 
 def from_ms(epoch_ms: int) -> datetime:

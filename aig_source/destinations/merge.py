@@ -29,14 +29,15 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, ClassVar, List, Optional, Sequence, Tuple
+from typing import Any, ClassVar, List, Optional, Sequence, Tuple, cast
 
 from dlt.common.destination.client import FollowupJobRequest
 from dlt.common.destination.typing import PreparedTableSchema
 from dlt.destinations.sql_client import SqlClientBase
 
-from ..settings import BOUNDED_MERGE_HINT, KEPT_ON_MERGE_HINT
+from ..settings import BOUNDED_MERGE_HINT, DEDUPLICATED_HINT, KEPT_ON_MERGE_HINT
 
 TimeRange = Tuple[datetime, datetime]
 
@@ -51,17 +52,34 @@ def _utc_second(value: datetime, round_up: bool) -> datetime:
     return datetime.fromtimestamp(whole, tz=timezone.utc)
 
 
-def staging_time_range(
-    sql_client: SqlClientBase[Any], staging_table_name: str, column: str
-) -> Optional[TimeRange]:
-    """The batch's `column` range, rounded outwards to whole seconds; None for an empty batch."""
+@dataclass(frozen=True)
+class StagedBatch:
+    """What the merge needs to know of the batch in staging, read in one query."""
+
+    time_range: Optional[TimeRange]
+    """The batch's range of the bounding column, rounded outwards to whole seconds; None when
+    the batch is empty."""
+    keys_unique: bool
+    """Whether no primary key occurs twice in the batch: dlt's deduplicating window over the
+    batch is then skipped (it holds the whole batch in memory, about 1.7 KB per row on DuckDB)."""
+
+
+def staged_batch(
+    sql_client: SqlClientBase[Any], staging_table_name: str, column: str, key: Optional[str]
+) -> StagedBatch:
+    """Reads the batch's range of `column` and whether its single primary key `key` is unique
+    (False when the table has no single key)."""
+    unique_sql = f"COUNT(DISTINCT {key}) = COUNT(*)" if key else "FALSE"
     rows = sql_client.execute_sql(
-        f"SELECT MIN({column}) AS range_start, MAX({column}) AS range_end FROM {staging_table_name}"
+        f"SELECT MIN({column}) AS range_start, MAX({column}) AS range_end,"
+        f" {unique_sql} AS keys_unique FROM {staging_table_name}"
     )
     if not rows or rows[0][0] is None:
-        return None
-    start, end = rows[0][0], rows[0][1]
-    return _utc_second(start, round_up=False), _utc_second(end, round_up=True)
+        return StagedBatch(None, keys_unique=True)
+    start, end, unique = rows[0]
+    return StagedBatch(
+        (_utc_second(start, round_up=False), _utc_second(end, round_up=True)), bool(unique)
+    )
 
 
 class TimeRangeMergeJob:
@@ -94,8 +112,15 @@ class TimeRangeMergeJob:
             )
         _, staging_table_name = sql_client.get_qualified_table_names(str(root_table["name"]))
         column_sql = sql_client.escape_column_name(str(range_column))
-        time_range = staging_time_range(sql_client, staging_table_name, column_sql)
-        bounded_job = cls.bounded_to(time_range, f"d.{column_sql}")
+        keys = [n for n, c in root_table["columns"].items() if c.get("primary_key")]
+        key_sql = sql_client.escape_column_name(keys[0]) if len(keys) == 1 else None
+        batch = staged_batch(sql_client, staging_table_name, column_sql, key_sql)
+        bounded_job = cls.bounded_to(batch.time_range, f"d.{column_sql}")
+        if batch.keys_unique and len(table_chain) == 1:
+            # dlt's own hint for staged data without duplicates: its INSERT then reads staging
+            # as it is instead of numbering every row per key
+            deduplicated = cast(PreparedTableSchema, {**root_table, DEDUPLICATED_HINT: True})
+            table_chain = [deduplicated]
         return bounded_job.generate_sql(table_chain, sql_client)
 
     @classmethod
