@@ -95,6 +95,16 @@ def test_arrow_tables_load_the_same_values_and_types_as_dicts(
 
     assert formats == [["parquet"], ["typed-jsonl"], ["parquet"]]
     assert columns_of(arrow) == columns_of(dicts)
+    # dlt's schema too, but for `nullable`: Arrow states the default (True) that hints leave out
+    hints = ("data_type", "precision", "scale", "timezone", "primary_key", "description")
+    arrow_schema, dict_schema = (
+        {
+            name: {h: column.get(h) for h in hints} | {"nullable": column.get("nullable", True)}
+            for name, column in w.pipeline().default_schema.get_table_columns("aig_logs").items()
+        }
+        for w in (arrow, dicts)
+    )
+    assert arrow_schema == dict_schema
     arrow_rows, dict_rows = arrow.query(COMPARED), dicts.query(COMPARED)
     assert len(arrow_rows) == 768
     assert arrow_rows == dict_rows
