@@ -56,10 +56,17 @@ def arrow_capabilities() -> Optional[DestinationCapabilitiesContext]:
     return destination.capabilities()
 
 
-def rows_for_load(pages: Iterable[Items]) -> Iterator[Any]:
+def rows_for_load(
+    pages: Iterable[Items], declared: TTableSchemaColumns = LOG_COLUMNS
+) -> Iterator[Any]:
     """The pages' rows for dlt: Arrow tables of up to `ARROW_BATCH_ROWS` rows where the
     destination takes them (a batch Arrow cannot hold exactly stays dicts), the pages
-    themselves otherwise."""
+    themselves otherwise.
+
+    Args:
+        pages: Pages of rows of table `aig_logs`.
+        declared: The columns the resource declares, in the order a new table gets them.
+    """
     caps = arrow_capabilities()
     if caps is None:
         yield from pages
@@ -69,15 +76,19 @@ def rows_for_load(pages: Iterable[Items]) -> Iterator[Any]:
     for page in pages:
         batch.extend(page)
         if len(batch) >= batch_rows:
-            yield _as_table(batch, caps)
+            yield _as_table(batch, caps, declared)
             batch = []
     if batch:
-        yield _as_table(batch, caps)
+        yield _as_table(batch, caps, declared)
 
 
-def _typed_columns() -> TTableSchemaColumns:
+def _typed_columns(declared: TTableSchemaColumns) -> TTableSchemaColumns:
     """The columns of `aig_logs` with a type: declared, and inferred by earlier loads."""
-    columns: TTableSchemaColumns = {name: dict(column) for name, column in LOG_COLUMNS.items()}  # type: ignore[misc]
+    columns: TTableSchemaColumns = {
+        name: dict(column)  # type: ignore[misc]
+        for name, column in declared.items()
+        if column.get("data_type")
+    }
     schema = dlt.current.source_schema()
     if TABLE_NAME in schema.tables:
         for name, column in schema.get_table_columns(TABLE_NAME).items():
@@ -86,13 +97,15 @@ def _typed_columns() -> TTableSchemaColumns:
     return columns
 
 
-def _as_table(rows: Items, caps: DestinationCapabilitiesContext) -> Union[Items, Any]:
+def _as_table(
+    rows: Items, caps: DestinationCapabilitiesContext, declared: TTableSchemaColumns
+) -> Union[Items, Any]:
     from dlt.common.libs import pyarrow
     from dlt.common.normalizers.utils import generate_dlt_ids
 
     pa = pyarrow.pyarrow
     schema = dlt.current.source_schema()
-    typed = _typed_columns()
+    typed = _typed_columns(declared)
     present = set().union(*rows)
     if not present.issubset(typed) or any(
         schema.naming.normalize_identifier(name) != name for name in present
@@ -100,7 +113,7 @@ def _as_table(rows: Items, caps: DestinationCapabilitiesContext) -> Union[Items,
         return rows  # a field no load has typed yet: dlt infers its column from the dicts
     # every declared column, in the declared order (a new table's order then is the one dicts
     # give it), and the others the rows have
-    names = [name for name in typed if name in present or name in LOG_COLUMNS]
+    names = [name for name in typed if name in present or name in declared]
     fields, arrays = [], []
     try:
         for name in names:

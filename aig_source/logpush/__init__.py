@@ -38,6 +38,7 @@ from dlt.sources.credentials import CredentialsConfiguration, FileSystemCredenti
 from dlt.sources.filesystem import filesystem
 from dlt.sources.filesystem.helpers import AbstractFileSystem, FilesystemConfigurationResource
 
+from ..batches import rows_for_load
 from ..client import AigSourceError, config_hint, one_line
 from ..runner import causes
 from ..settings import SOURCE_SECTION
@@ -170,8 +171,7 @@ def aig_logs_logpush(
     if reader.load_bodies:
         columns.update(BODY_SCHEMA)
 
-    @dlt.resource(name=LOGPUSH_RESOURCE, **{**TABLE_HINTS, "columns": columns})
-    def rows() -> Iterator[List[Dict[str, Any]]]:
+    def file_rows() -> Iterator[List[Dict[str, Any]]]:
         state = dlt.current.resource_state().setdefault(BUCKETS, {}).setdefault(bucket_url, {})
         ledger = FileLedger(state, lookback_seconds)
         pending, listed, other = [], set(), 0
@@ -222,6 +222,12 @@ def aig_logs_logpush(
         run["rsa_operations"] = reader.decryptor.rsa_operations
         run["finished_at"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         dlt.current.resource_state()[LAST_RUN] = run
+
+    @dlt.resource(name=LOGPUSH_RESOURCE, **{**TABLE_HINTS, "columns": columns})
+    def rows() -> Iterator[Any]:
+        """The records of the bucket's new files, as rows of table `aig_logs` (Arrow tables for
+        DuckDB, see `batches.py`); the file ledger is committed with the load."""
+        yield from rows_for_load(file_rows(), columns)
 
     return declare_table(rows)
 
