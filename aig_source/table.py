@@ -1,7 +1,8 @@
 """Table `aig_logs` as every source loads it: merged on `id`, declared columns, the bounded merge
 and the BigQuery layout. A source of logs (the Logs API today, Logpush files next) builds its
-resources with `TABLE_HINTS` and passes them through `declare_table`, and turns its records into
-rows with `rows.to_row`, so that all of them write one table with one meaning."""
+resources with `TABLE_HINTS` and passes them through `declare_table`, turns its records into
+rows with `rows.to_row` and yields them through `batches.rows_for_load`, so that all of them
+write one table with one meaning, in the form the destination loads fastest."""
 
 from __future__ import annotations
 
