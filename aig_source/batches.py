@@ -7,8 +7,8 @@ as it is. BigQuery keeps dicts: it loads `metadata` (a JSON column) only from js
 writes from dicts.
 
 A batch becomes a table only when every one of its fields has a column type dlt already knows
-(declared in `settings.LOG_COLUMNS`, or inferred by an earlier load) and every value converts to
-it exactly. Any other batch (a field seen for the first time, a value of another type, which dlt
+(declared by the resource, or inferred by an earlier load) and every value converts to it
+exactly. Any other batch (a field seen for the first time, a value of another type, which dlt
 turns into a variant column) is handed over as dicts, so both forms put the same values in the
 same columns.
 """
