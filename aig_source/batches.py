@@ -21,6 +21,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Unio
 import dlt
 from dlt.common.destination import DestinationCapabilitiesContext
 from dlt.common.json import json
+from dlt.common.schema import Schema
 from dlt.common.schema.typing import TTableSchemaColumns
 
 from .settings import ARROW_BATCH_ROWS, ARROW_DESTINATIONS, LOG_COLUMNS, TABLE_NAME
@@ -37,7 +38,14 @@ differ only where they must: Arrow has no JSON type, so `metadata` arrives as it
 class _JsonAsTextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
+        # every resource loading the table is named after it (aig_logs, aig_logs_logpush, ...)
         return not (_JSON_AS_TEXT in message and f"resource: {TABLE_NAME}" in message)
+
+
+def _quiet_json_as_text_warning() -> None:
+    dlt_logger = logging.getLogger("dlt")
+    if not any(isinstance(f, _JsonAsTextFilter) for f in dlt_logger.filters):
+        dlt_logger.addFilter(_JsonAsTextFilter())
 
 
 def arrow_capabilities() -> Optional[DestinationCapabilitiesContext]:
@@ -50,9 +58,6 @@ def arrow_capabilities() -> Optional[DestinationCapabilitiesContext]:
         return None
     if destination is None or destination.destination_name not in ARROW_DESTINATIONS:
         return None
-    dlt_logger = logging.getLogger("dlt")
-    if not any(isinstance(f, _JsonAsTextFilter) for f in dlt_logger.filters):
-        dlt_logger.addFilter(_JsonAsTextFilter())
     return destination.capabilities()
 
 
@@ -71,6 +76,7 @@ def rows_for_load(
     if caps is None:
         yield from pages
         return
+    _quiet_json_as_text_warning()
     batch_rows = ARROW_BATCH_ROWS
     batch: Items = []
     for page in pages:
@@ -82,14 +88,13 @@ def rows_for_load(
         yield _as_table(batch, caps, declared)
 
 
-def _typed_columns(declared: TTableSchemaColumns) -> TTableSchemaColumns:
+def _typed_columns(declared: TTableSchemaColumns, schema: Schema) -> TTableSchemaColumns:
     """The columns of `aig_logs` with a type: declared, and inferred by earlier loads."""
     columns: TTableSchemaColumns = {
         name: dict(column)  # type: ignore[misc]
         for name, column in declared.items()
         if column.get("data_type")
     }
-    schema = dlt.current.source_schema()
     if TABLE_NAME in schema.tables:
         for name, column in schema.get_table_columns(TABLE_NAME).items():
             if column.get("data_type") and not name.startswith("_dlt_"):
@@ -105,7 +110,7 @@ def _as_table(
 
     pa = pyarrow.pyarrow
     schema = dlt.current.source_schema()
-    typed = _typed_columns(declared)
+    typed = _typed_columns(declared, schema)
     present = set().union(*rows)
     if not present.issubset(typed) or any(
         schema.naming.normalize_identifier(name) != name for name in present

@@ -73,9 +73,9 @@ LOADER_FILE_FORMATS: Dict[str, str] = {"duckdb": "parquet", "bigquery": "jsonl"}
 """parquet keeps DuckDB loads small and fast and stores `metadata` as exact JSON text; BigQuery
 cannot load JSON columns from parquet, so it gets jsonl."""
 DEFAULT_LOADER_FILE_FORMAT = "jsonl"
-ARROW_DESTINATIONS = ("duckdb",)
-"""Destinations the sources hand Arrow tables to (see `batches.py`): DuckDB loads them as parquet,
-JSON as text; BigQuery loads a JSON column only from jsonl, so it gets dicts."""
+ARROW_DESTINATIONS = tuple(name for name, fmt in LOADER_FILE_FORMATS.items() if fmt == "parquet")
+"""Destinations the sources hand Arrow tables to (see `batches.py`): those loading parquet
+(DuckDB, JSON as text); BigQuery loads a JSON column only from jsonl, so it gets dicts."""
 ARROW_BATCH_ROWS = 5_000
 """Rows per Arrow table: large enough that per-table costs vanish, small enough to hold lightly."""
 

@@ -56,7 +56,7 @@ def run_script(
     `python` can be the interpreter of a venv with only the project installed (`pip install -e .`,
     as the Quickstart does): this venv's dev and BigQuery extras also bring pandas (through
     dlt[bigquery]) and SQLAlchemy (through bqemulator), which DuckDB and dlt import on first use
-    when present (about 0.7 s and 50 MiB a run that a DuckDB install does not pay).
+    when present (about 0.7 s and 45 MiB a run that a DuckDB install does not pay).
     """
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
